@@ -1,0 +1,41 @@
+"""Small functional pieces shared by the dynamic supernet and the static subnets."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ACTIVATIONS = ("relu", "h_swish")
+
+
+def activate(x: Tensor, act: str | None) -> Tensor:
+    """Apply an OFA activation by name ("relu", "h_swish" or None)."""
+    if act is None:
+        return x
+    if act == "relu":
+        return F.relu(x)
+    if act == "h_swish":
+        return F.hardswish(x)
+    raise ValueError(f"unknown activation {act!r}; known: {ACTIVATIONS}")
+
+
+def global_avg_pool(x: Tensor) -> Tensor:
+    """Mean over W, then over H, keeping dims (OFA's exact order of reduction)."""
+    return x.mean(3, keepdim=True).mean(2, keepdim=True)
+
+
+def squeeze_excite(
+    x: Tensor, reduce_w: Tensor, reduce_b: Tensor, expand_w: Tensor, expand_b: Tensor
+) -> Tensor:
+    """Squeeze-and-excite: pool -> 1x1 conv -> ReLU -> 1x1 conv -> h_sigmoid -> scale."""
+    y = F.conv2d(global_avg_pool(x), reduce_w, reduce_b)
+    y = F.conv2d(F.relu(y), expand_w, expand_b)
+    return x * F.hardsigmoid(y)
+
+
+def center_crop(weight: Tensor, size: int) -> Tensor:
+    """Centre size x size crop of the last two (square, odd) dims."""
+    full = weight.shape[-1]
+    start = full // 2 - size // 2
+    return weight[..., start : start + size, start : start + size]
