@@ -123,9 +123,7 @@ class MBV3Backbone:
             if len(getattr(self, field)) != n:
                 raise ValueError(f"{field} must have one entry per stage ({n})")
         if self.in_channels < 1 or self.num_classes < 1:
-            raise ValueError(
-                f"in_channels and num_classes must be >= 1, got {self.in_channels} and {self.num_classes}"
-            )
+            raise ValueError(f"in_channels and num_classes must be >= 1, got {self.in_channels} and {self.num_classes}")
         if any(k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError(f"kernel sizes must be odd, got {self.kernel_sizes}")
 

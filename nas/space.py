@@ -50,6 +50,13 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+def _as_batch(archs: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], bool]:
+    """([archs], True) for a single arch, (list(archs), False) for a sequence."""
+    if isinstance(archs, Mapping):
+        return [archs], True
+    return list(archs), False
+
+
 def _choices(name: str, values: Sequence[int]) -> tuple[int, ...]:
     out = tuple(sorted({int(v) for v in values}))
     if not out:
@@ -139,7 +146,7 @@ class SearchSpace:
         Raises:
             ValueError: a requested choice is not in this space, naming the dimension.
         """
-        changes: dict[str, tuple[int, ...]] = {}
+        changes: dict[str, Any] = {}
         for field, values in (
             ("kernel_sizes", kernel_sizes),
             ("expand_ratios", expand_ratios),
@@ -368,7 +375,7 @@ class SearchSpace:
         """One-hot features: kernel per slot, expand per slot (all zero for skipped slots), resolution."""
         n = len(matrix)
         k_sl, e_sl, _, r_col = self._slices
-        nk, ne, nr = len(self.kernel_sizes), len(self.expand_ratios), len(self.resolutions)
+        nk, ne = len(self.kernel_sizes), len(self.expand_ratios)
         active = self.active_mask(matrix)
         out = np.zeros((n, self.encoding_size), dtype=np.float32)
         rows = np.arange(n)[:, None]
@@ -396,8 +403,7 @@ class SearchSpace:
     def mutate(self, archs: Sequence[Arch], rng: RngLike, prob: float = 0.1) -> list[Arch]: ...
     def mutate(self, archs: Arch | Sequence[Arch], rng: RngLike, prob: float = 0.1) -> Arch | list[Arch]:
         """Mutate one arch or a list of archs (see `mutate_matrix`)."""
-        single = isinstance(archs, Mapping)
-        batch: Sequence[Mapping[str, Any]] = [archs] if single else archs  # type: ignore[list-item]
+        batch, single = _as_batch(archs)
         out = self.from_matrix(self.mutate_matrix(self.to_matrix(batch), rng, prob))
         return out[0] if single else out
 
@@ -405,13 +411,9 @@ class SearchSpace:
     def crossover(self, first: Arch, second: Arch, rng: RngLike) -> Arch: ...
     @overload
     def crossover(self, first: Sequence[Arch], second: Sequence[Arch], rng: RngLike) -> list[Arch]: ...
-    def crossover(
-        self, first: Arch | Sequence[Arch], second: Arch | Sequence[Arch], rng: RngLike
-    ) -> Arch | list[Arch]:
+    def crossover(self, first: Arch | Sequence[Arch], second: Arch | Sequence[Arch], rng: RngLike) -> Arch | list[Arch]:
         """Cross one pair of archs, or two equally long lists pairwise (see `crossover_matrix`)."""
-        single = isinstance(first, Mapping)
-        a: Sequence[Mapping[str, Any]] = [first] if single else first  # type: ignore[list-item]
-        b: Sequence[Mapping[str, Any]] = [second] if single else second  # type: ignore[list-item]
+        (a, single), (b, _) = _as_batch(first), _as_batch(second)
         out = self.from_matrix(self.crossover_matrix(self.to_matrix(a), self.to_matrix(b), rng))
         return out[0] if single else out
 

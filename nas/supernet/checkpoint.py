@@ -76,7 +76,9 @@ def merge_ofa_state_dict(
     if problems:
         shown = "; ".join(problems[:8])
         more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
-        raise ValueError(f"state_dict does not fit {name}: {len(problems)} problem(s): {shown}{more}. Nothing was loaded.")
+        raise ValueError(
+            f"state_dict does not fit {name}: {len(problems)} problem(s): {shown}{more}. Nothing was loaded."
+        )
     return merged
 
 
@@ -99,4 +101,3 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{path} holds no state_dict (a mapping of names to tensors)")
     return dict(obj)
-

@@ -7,13 +7,15 @@ the dynamic forward uses.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.backbone import BlockSpec, se_channels
 from nas.supernet.ops import activate, center_crop, squeeze_excite
-from nas.supernet.static import batch_norm
+from nas.supernet.static import SEConvs, batch_norm
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
@@ -87,7 +89,7 @@ class DynamicDepthwiseConv(nn.Module):
         max_k = self.kernel_sizes[-1]
         self.conv = nn.Conv2d(max_channels, max_channels, max_k, groups=max_channels, bias=False)
         descending = self.kernel_sizes[::-1]
-        self.transforms = list(zip(descending[:-1], descending[1:], strict=True))
+        self.transforms = list(itertools.pairwise(descending))
         for big, small in reversed(self.transforms):  # OFA's key order: 5to3 before 7to5
             self.register_parameter(f"{big}to{small}_matrix", nn.Parameter(torch.eye(small * small)))
 
@@ -108,21 +110,11 @@ class DynamicSE(nn.Module):
 
     def __init__(self, max_channels: int) -> None:
         super().__init__()
-        hidden = se_channels(max_channels)
-        self.fc = nn.ModuleDict(
-            {"reduce": nn.Conv2d(max_channels, hidden, 1), "expand": nn.Conv2d(hidden, max_channels, 1)}
-        )
+        self.fc = SEConvs(max_channels, se_channels(max_channels))
 
     def active_weights(self, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(reduce weight, reduce bias, expand weight, expand bias) sliced to `channels`."""
-        hidden = se_channels(channels)
-        reduce, expand = self.fc["reduce"], self.fc["expand"]
-        return (
-            reduce.weight[:hidden, :channels],
-            reduce.bias[:hidden],
-            expand.weight[:channels, :hidden],
-            expand.bias[:channels],
-        )
+        return self.fc.sliced(channels, se_channels(channels))
 
 
 class DynamicConvBN(nn.Module):
@@ -150,9 +142,7 @@ class DynamicMBConv(nn.Module):
         self.expand_ratios = tuple(sorted(expand_ratios))
         m = spec.max_mid
         self.inverted_bottleneck = DynamicConvBN(DynamicPointConv(spec.in_channels, m), m)
-        self.depth_conv = DynamicConvBN(
-            DynamicDepthwiseConv(m, kernel_sizes), m, DynamicSE(m) if spec.use_se else None
-        )
+        self.depth_conv = DynamicConvBN(DynamicDepthwiseConv(m, kernel_sizes), m, DynamicSE(m) if spec.use_se else None)
         self.point_linear = DynamicConvBN(DynamicPointConv(m, spec.out_channels), spec.out_channels)
         self.active_kernel = max(kernel_sizes)
         self.active_expand = self.expand_ratios[-1]
@@ -221,13 +211,12 @@ class DynamicMBConv(nn.Module):
         ib.conv.weight.data = ib.conv.weight.data[order]
         se = self.depth_conv.se
         if se is not None:
-            reduce, expand = se.fc["reduce"], se.fc["expand"]
+            reduce, expand = se.fc.reduce, se.fc.expand
+            assert reduce.bias is not None and expand.bias is not None
             expand.weight.data = expand.weight.data[order]
-            assert expand.bias is not None
             expand.bias.data = expand.bias.data[order]
             reduce.weight.data = reduce.weight.data[:, order]
             se_order = torch.sort(expand.weight.abs().sum(dim=(0, 2, 3)), descending=True).indices
             expand.weight.data = expand.weight.data[:, se_order]
             reduce.weight.data = reduce.weight.data[se_order]
-            assert reduce.bias is not None
             reduce.bias.data = reduce.bias.data[se_order]

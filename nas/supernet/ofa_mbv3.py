@@ -32,8 +32,7 @@ class OFAMobileNetV3(MBV3Network):
             shortcut=b.stem_width == b.block0_width,
         )
         elastic = [
-            ResidualBlock(DynamicMBConv(spec, b.kernel_sizes, b.expand_ratios), spec.has_shortcut)
-            for spec in b.blocks
+            ResidualBlock(DynamicMBConv(spec, b.kernel_sizes, b.expand_ratios), spec.has_shortcut) for spec in b.blocks
         ]
         super().__init__(b, [block0, *elastic])
         self.space = space
@@ -95,9 +94,7 @@ class OFAMobileNetV3(MBV3Network):
         subnet.train(self.training)
         return subnet
 
-    def load_state_dict(  # type: ignore[override]
-        self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False
-    ) -> Any:
+    def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True, assign: bool = False) -> Any:
         """Load an OFA checkpoint's state dict, all or nothing.
 
         Accepts OFA's current keys and the legacy ``mobile_inverted_conv`` / collapsed or doubled

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -25,9 +24,7 @@ def global_avg_pool(x: Tensor) -> Tensor:
     return x.mean(3, keepdim=True).mean(2, keepdim=True)
 
 
-def squeeze_excite(
-    x: Tensor, reduce_w: Tensor, reduce_b: Tensor, expand_w: Tensor, expand_b: Tensor
-) -> Tensor:
+def squeeze_excite(x: Tensor, reduce_w: Tensor, reduce_b: Tensor, expand_w: Tensor, expand_b: Tensor) -> Tensor:
     """Squeeze-and-excite: pool -> 1x1 conv -> ReLU -> 1x1 conv -> h_sigmoid -> scale."""
     y = F.conv2d(global_avg_pool(x), reduce_w, reduce_b)
     y = F.conv2d(F.relu(y), expand_w, expand_b)

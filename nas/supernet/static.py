@@ -7,8 +7,8 @@ subnet OFA's `get_active_subnet()` returns, so its weights can be exchanged with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -27,9 +27,7 @@ def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM, eps=BN_EPS)
 
 
-def _conv_config(
-    conv: nn.Conv2d, *, use_bn: bool, act: str | None, name: str = "ConvLayer"
-) -> dict[str, Any]:
+def _conv_config(conv: nn.Conv2d, *, use_bn: bool, act: str | None, name: str = "ConvLayer") -> dict[str, Any]:
     return {
         "name": name,
         "kernel_size": conv.kernel_size[0],
@@ -48,19 +46,39 @@ def _conv_config(
     }
 
 
-class SqueezeExcite(nn.Module):
-    """SE with OFA's key names: ``fc.reduce`` and ``fc.expand`` (1x1 convs with bias)."""
+class SEConvs(nn.Module):
+    """The two 1x1 convs (with bias) of a squeeze-and-excite, with OFA's names ``reduce`` and ``expand``."""
+
+    reduce: nn.Conv2d
+    expand: nn.Conv2d
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        self.fc = nn.ModuleDict(
-            {"reduce": nn.Conv2d(channels, hidden, 1), "expand": nn.Conv2d(hidden, channels, 1)}
+        self.reduce = nn.Conv2d(channels, hidden, 1)
+        self.expand = nn.Conv2d(hidden, channels, 1)
+
+    def sliced(self, channels: int, hidden: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(reduce weight, reduce bias, expand weight, expand bias) for the first channels / hidden units."""
+        assert self.reduce.bias is not None and self.expand.bias is not None
+        return (
+            self.reduce.weight[:hidden, :channels],
+            self.reduce.bias[:hidden],
+            self.expand.weight[:channels, :hidden],
+            self.expand.bias[:channels],
         )
+
+
+class SqueezeExcite(nn.Module):
+    """SE with OFA's key names ``fc.reduce`` and ``fc.expand``."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.fc = SEConvs(channels, hidden)
+        self.channels, self.hidden = channels, hidden
 
     def forward(self, x: Tensor) -> Tensor:
         """Scale the channels of x by their excitation."""
-        reduce, expand = self.fc["reduce"], self.fc["expand"]
-        return squeeze_excite(x, reduce.weight, reduce.bias, expand.weight, expand.bias)
+        return squeeze_excite(x, *self.fc.sliced(self.channels, self.hidden))
 
 
 class ConvBNAct(nn.Module):
@@ -111,9 +129,7 @@ class MBConvLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.expand_ratio = expand_ratio
-        self.inverted_bottleneck = (
-            ConvBNAct(in_channels, mid_channels, act=act) if expand_ratio != 1 else None
-        )
+        self.inverted_bottleneck = ConvBNAct(in_channels, mid_channels, act=act) if expand_ratio != 1 else None
         self.depth_conv = ConvBNAct(
             mid_channels,
             mid_channels,
@@ -179,7 +195,11 @@ class ResidualBlock(nn.Module):
             "dropout_rate": 0,
             "ops_order": "weight_bn_act",
         }
-        return {"name": "ResidualBlock", "conv": self.conv.config(), "shortcut": shortcut if self.shortcut else None}
+        return {
+            "name": "ResidualBlock",
+            "conv": self.conv.config(),
+            "shortcut": shortcut if self.shortcut else None,
+        }
 
 
 class Classifier(nn.Module):

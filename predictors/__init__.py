@@ -1,0 +1,1 @@
+"""Accuracy and latency predictors of subnets (not built yet: issues 5 and 6)."""

@@ -1,0 +1,76 @@
+"""The hwnas command line, run in-process through `main` and once through the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from nas.cli import main
+from nas.export import load_bundle
+from nas.spaces import list_spaces
+from nas.supernet import build_supernet
+
+
+def test_quickstart_exports_loadable_bundles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quickstart", "--out", str(tmp_path), "--samples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "not built yet" in out and "MMACs" in out
+    small, large = load_bundle(tmp_path / "smallest_subnet"), load_bundle(tmp_path / "largest_subnet")
+    assert small.meta["macs"] < large.meta["macs"]
+    assert small.meta["space"] == "ofa_mbv3_d234_e346_k357_32px"
+
+
+def test_export_from_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_supernet("ofa_mbv3_d234_e346_k357_32px")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "ckpt.safetensors"))
+    arch = net.space.sample(1)
+    (tmp_path / "arch.json").write_text(json.dumps(arch))
+    code = main(
+        [
+            "export",
+            "--space", "ofa_mbv3_d234_e346_k357_32px",
+            "--checkpoint", str(tmp_path / "ckpt.safetensors"),
+            "--arch", f"@{tmp_path / 'arch.json'}",
+            "--out", str(tmp_path / "bundle"),
+            "--mean", "0.5", "--std", "0.25",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.meta["input"]["mean"] == [0.5]
+    x = torch.randn(2, 1, arch["r"], arch["r"])
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.module(x), net.extract(arch).eval()(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "--space", "nope", "--arch", "max", "--out", "x"], "unknown search space"),
+        (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--arch", "{bad", "--out", "x"], "not valid JSON"),
+        (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--arch", '{"ks": [4]}', "--out", "x"], "missing"),
+    ],
+)
+def test_user_errors_exit_1_with_one_line(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a if a != "x" else str(tmp_path / "x") for a in args]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1].startswith("error:") and message in err.splitlines()[-1]
+    assert not (tmp_path / "x").exists()
+
+
+def test_console_entry_point_lists_spaces() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "spaces"], capture_output=True, text=True, check=True, timeout=120
+    )
+    for name in list_spaces():
+        assert name in result.stdout
