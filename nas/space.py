@@ -193,6 +193,8 @@ class SearchSpace:
             ("d", self.n_stages, self.depths),
         ):
             values = arch[field]
+            if isinstance(values, np.ndarray) and values.ndim == 1:
+                values = values.tolist()
             if not isinstance(values, Sequence) or isinstance(values, str):
                 raise ValueError(f"arch['{field}'] must be a list of {length} integers, got {values!r}")
             if len(values) != length:
@@ -225,12 +227,35 @@ class SearchSpace:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def from_ofa(self, arch: Mapping[str, Any]) -> Arch:
-        """Convert an arch in OFA's own form (``image_size`` or ``r: [R]``, optional ``wid``) to this one."""
+        """Convert an arch in OFA's own form to this one and canonicalise it.
+
+        OFA writes the resolution as ``image_size`` or ``r: [R]``, may add ``wid: None``, and
+        may put any value (its encoder writes 0) in the slots of skipped blocks.
+
+        Raises:
+            ValueError: naming the field, as `validate` does.
+        """
+        if not isinstance(arch, Mapping):
+            raise ValueError(f"arch must be a dict, got {type(arch).__name__}")
         out = {k: v for k, v in arch.items() if k not in ("image_size", "wid")}
         if "image_size" in arch:
+            if "r" in arch:
+                raise ValueError("arch has both 'image_size' and 'r'; give one resolution")
             out["r"] = arch["image_size"]
-        if isinstance(out.get("r"), Sequence):
-            out["r"] = out["r"][0]
+        r = out.get("r")
+        if isinstance(r, Sequence) and not isinstance(r, str):
+            if len(r) != 1:
+                raise ValueError(f"arch['r'] must be one resolution, got {list(r)}")
+            out["r"] = r[0]
+        depths = out.get("d")
+        if isinstance(depths, Sequence) and len(depths) == self.n_stages and all(d in self.depths for d in depths):
+            for field, smallest in (("ks", self.kernel_sizes[0]), ("e", self.expand_ratios[0])):
+                values = out.get(field)
+                if isinstance(values, Sequence) and len(values) == self.n_blocks:
+                    out[field] = [
+                        v if j % self.max_depth < depths[j // self.max_depth] else smallest
+                        for j, v in enumerate(values)
+                    ]
         return self.canonical(out)
 
     def min_arch(self, resolution: int | None = None) -> Arch:

@@ -119,7 +119,7 @@ def test_modified_file_in_zip_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as zf:
         for n, d in contents.items():
             zf.writestr(n, d)
-    with pytest.raises(BundleIntegrityError, match="weights.safetensors"):
+    with pytest.raises(BundleIntegrityError, match=r"weights\.safetensors"):
         load_bundle(path)
 
 

@@ -65,11 +65,11 @@ def merge_ofa_state_dict(
         if target is None:
             problems.append(f"unexpected key {key}")
             continue
+        seen.add(target)
         if _shape(value) != _shape(current[target]):
             problems.append(f"{key}: checkpoint shape {_shape(value)} != model shape {_shape(current[target])}")
             continue
         merged[target] = value.to(current[target].dtype)
-        seen.add(target)
     if strict:
         missing = [k for k in current if k not in seen and not k.endswith(OPTIONAL_KEY_SUFFIXES)]
         problems.extend(f"missing key {k}" for k in missing)

@@ -114,7 +114,15 @@ class DynamicSE(nn.Module):
 
     def active_weights(self, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(reduce weight, reduce bias, expand weight, expand bias) sliced to `channels`."""
-        return self.fc.sliced(channels, se_channels(channels))
+        hidden = se_channels(channels)
+        reduce, expand = self.fc.reduce, self.fc.expand
+        assert reduce.bias is not None and expand.bias is not None
+        return (
+            reduce.weight[:hidden, :channels],
+            reduce.bias[:hidden],
+            expand.weight[:channels, :hidden],
+            expand.bias[:channels],
+        )
 
 
 class DynamicConvBN(nn.Module):
@@ -162,7 +170,8 @@ class DynamicMBConv(nn.Module):
         y = F.conv2d(y, dw.active_filter(m, k), None, spec.stride, k // 2, 1, m)
         y = activate(self.depth_conv.bn(y), spec.act)
         if self.depth_conv.se is not None:
-            y = squeeze_excite(y, *self.depth_conv.se.active_weights(m))
+            rw, rb, ew, eb = self.depth_conv.se.active_weights(m)
+            y = squeeze_excite(y, lambda t: F.conv2d(t, rw, rb), lambda t: F.conv2d(t, ew, eb))
         return self.point_linear.bn(F.conv2d(y, pl.active_weight(spec.out_channels, m)))
 
     def active_state(self, kernel_size: int, expand_ratio: int) -> dict[str, Tensor]:

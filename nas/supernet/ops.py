@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -24,11 +26,9 @@ def global_avg_pool(x: Tensor) -> Tensor:
     return x.mean(3, keepdim=True).mean(2, keepdim=True)
 
 
-def squeeze_excite(x: Tensor, reduce_w: Tensor, reduce_b: Tensor, expand_w: Tensor, expand_b: Tensor) -> Tensor:
-    """Squeeze-and-excite: pool -> 1x1 conv -> ReLU -> 1x1 conv -> h_sigmoid -> scale."""
-    y = F.conv2d(global_avg_pool(x), reduce_w, reduce_b)
-    y = F.conv2d(F.relu(y), expand_w, expand_b)
-    return x * F.hardsigmoid(y)
+def squeeze_excite(x: Tensor, reduce: Callable[[Tensor], Tensor], expand: Callable[[Tensor], Tensor]) -> Tensor:
+    """Squeeze-and-excite: pool -> reduce (1x1 conv) -> ReLU -> expand (1x1 conv) -> h_sigmoid -> scale x."""
+    return x * F.hardsigmoid(expand(F.relu(reduce(global_avg_pool(x)))))
 
 
 def center_crop(weight: Tensor, size: int) -> Tensor:

@@ -57,16 +57,6 @@ class SEConvs(nn.Module):
         self.reduce = nn.Conv2d(channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, channels, 1)
 
-    def sliced(self, channels: int, hidden: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(reduce weight, reduce bias, expand weight, expand bias) for the first channels / hidden units."""
-        assert self.reduce.bias is not None and self.expand.bias is not None
-        return (
-            self.reduce.weight[:hidden, :channels],
-            self.reduce.bias[:hidden],
-            self.expand.weight[:channels, :hidden],
-            self.expand.bias[:channels],
-        )
-
 
 class SqueezeExcite(nn.Module):
     """SE with OFA's key names ``fc.reduce`` and ``fc.expand``."""
@@ -74,11 +64,10 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
         self.fc = SEConvs(channels, hidden)
-        self.channels, self.hidden = channels, hidden
 
     def forward(self, x: Tensor) -> Tensor:
         """Scale the channels of x by their excitation."""
-        return squeeze_excite(x, *self.fc.sliced(self.channels, self.hidden))
+        return squeeze_excite(x, self.fc.reduce, self.fc.expand)
 
 
 class ConvBNAct(nn.Module):
@@ -264,6 +253,11 @@ class MBV3Network(nn.Module):
 
 class MobileNetV3(MBV3Network):
     """A static MobileNetV3 subnet, OFA-compatible in keys, shapes and config."""
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """Load a subnet state dict; OFA's legacy ``mobile_inverted_conv`` key names are accepted too."""
+        renamed = {k.replace(".mobile_inverted_conv.", ".conv."): v for k, v in state_dict.items()}
+        return super().load_state_dict(renamed, strict=strict, assign=assign)
 
     def net_config(self) -> dict[str, Any]:
         """OFA's ``config`` dict for this network (as `get_active_net_config()` gives it)."""
