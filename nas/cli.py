@@ -1,7 +1,7 @@
 """The ``hwnas`` command line.
 
-Commands built so far: ``spaces``, ``export`` and ``quickstart``. User errors end with exit
-code 1 and one readable line.
+Commands built so far: ``spaces``, ``export``, ``train`` and ``quickstart``. User errors end
+with exit code 1 and one readable line.
 """
 
 from __future__ import annotations
@@ -82,44 +82,112 @@ def cmd_export(args: argparse.Namespace) -> None:
     console.print(f"wrote {out}" + (f" ({meta['macs'] / 1e6:.1f} MMACs, {meta['params']:,} params)" if meta else ""))
 
 
-def cmd_quickstart(args: argparse.Namespace) -> None:
-    """Build the small-input supernet, map its cost range and export its extreme subnets.
+class TrainingProgress:
+    """A rich progress bar fed by `nas.train.ProgressEvent`s (one task per phase)."""
 
-    Training, latency models and search are not built yet; the command says so.
-    """
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}  {task.fields[ips]:,.0f} img/s"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> TrainingProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def __call__(self, event: Any) -> None:
+        """Advance the bar of the event's phase."""
+        if event.phase not in self.tasks:
+            label = f"{event.phase} ({event.phase_index + 1}/{event.phases})"
+            self.tasks[event.phase] = self.bar.add_task(label, total=event.epochs * event.steps, loss=0.0, ips=0.0)
+        self.bar.update(
+            self.tasks[event.phase],
+            completed=event.epoch * event.steps + event.step + 1,
+            loss=event.loss,
+            ips=event.images_per_s,
+        )
+
+
+def _train(config: Any, out: Path, workers: int) -> Any:
+    from nas.train import train_supernet
+
+    with TrainingProgress() as progress:
+        if workers > 1:
+            from workers.train import train_supernet_on_ray
+
+            return train_supernet_on_ray(config, out, num_workers=workers, progress=progress)
+        return train_supernet(config, out, progress=progress)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train a supernet (resuming from the checkpoint in --out if there is one)."""
+    from nas.train import TrainConfig
+
+    config = TrainConfig(
+        space=args.space,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        strategy=args.strategy,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    run = _train(config, Path(args.out), args.workers)
+    last = run.history[-1]
+    console.print(f"trained {len(run.history)} epochs; last loss {last['loss']:.3f}; checkpoint in {run.out_dir}")
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    """Train a small supernet on the bundled demo set, evaluate sampled subnets, print the front, export the best."""
     import numpy as np
-    from rich.progress import Progress
     from rich.table import Table
 
-    from nas.cost import macs_matrix, params_matrix
+    from nas.cost import macs
     from nas.export import export_bundle
-    from nas.supernet import build_supernet
+    from nas.search.pareto import pareto_mask
+    from nas.train import TrainConfig, evaluate
 
     out = Path(args.out)
-    net = build_supernet(QUICKSTART_SPACE)
-    space = net.space
-    console.print(f"[bold]space[/] {space.describe()}")
-    matrix = space.sample_matrix(args.seed, args.samples)
-    m, p = macs_matrix(space, matrix) / 1e6, params_matrix(space, matrix) / 1e6
-    table = Table(title=f"{args.samples:,} random subnets (analytic cost)")
-    for column in ("", "min", "median", "max"):
-        table.add_column(column)
-    table.add_row("MMACs", *(f"{v:.2f}" for v in (m.min(), np.median(m), m.max())))
-    table.add_row("params (M)", *(f"{v:.3f}" for v in (p.min(), np.median(p), p.max())))
-    console.print(table)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("exporting subnets (ONNX + parity check)", total=2)
-        for label, arch in (("smallest", space.min_arch()), ("largest", space.max_arch())):
-            path = export_bundle(net, arch, out / f"{label}_subnet")
-            progress.advance(task)
-            meta = json.loads((path / "arch.json").read_text())
-            console.print(
-                f"{label} subnet -> {path}  ({meta['macs'] / 1e6:.2f} MMACs, {meta['params']:,} params, "
-                f"ONNX Runtime parity {meta['parity_max_abs_diff']:.1e})"
-            )
+    config = TrainConfig(dataset="demo", epochs=args.epochs, batch_size=32, seed=args.seed)
     console.print(
-        "[yellow]not built yet:[/] supernet training (issue 4), latency models (issue 5) and search "
-        "(issue 6); the exported subnets carry untrained weights."
+        f"[bold]training[/] {config.space} on the bundled demo set (scikit-learn digits), {args.epochs} epochs"
+    )
+    run = _train(config, out / "supernet", 1)
+    net, space = run.supernet, run.supernet.space
+    archs = [space.min_arch(), space.max_arch(), *space.sample(args.seed, args.samples)]
+    cost = np.asarray(macs(space, archs)) / 1e6
+    with console.status("evaluating subnets (BN recalibration + validation split)"):
+        top1 = np.array([evaluate(net, arch, "val").top1 for arch in archs])
+    front = np.flatnonzero(pareto_mask(np.stack([top1, cost], axis=1), ["max", "min"]))
+    front = front[np.argsort(cost[front])]
+    table = Table(title=f"Pareto front of {len(archs)} evaluated subnets (validation top-1 vs MMACs)")
+    for column in ("key", "px", "depths", "MMACs", "val top-1"):
+        table.add_column(column)
+    for i in front:
+        a = archs[i]
+        table.add_row(space.key(a), str(a["r"]), str(a["d"]), f"{cost[i]:.2f}", f"{top1[i]:.3f}")
+    console.print(table)
+    best = int(front[np.argmax(top1[front])])
+    test = evaluate(net, archs[best], "test").top1
+    path = export_bundle(
+        net, archs[best], out / "best_subnet", mean=net.metadata["mean"], std=net.metadata["std"],
+        class_names=net.metadata["classes"],
+    )  # fmt: skip
+    console.print(f"best subnet: val top-1 {top1[best]:.3f}, test top-1 {test:.3f}, {cost[best]:.2f} MMACs -> {path}")
+    console.print(
+        "[yellow]not built yet:[/] latency models (issue 5) and search (issue 6): MACs stand in for latency and "
+        "random sampling for search."
     )
 
 
@@ -142,9 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--std", type=_floats, help="per-channel input std, e.g. 0.229,0.224,0.225")
     export.set_defaults(func=cmd_export)
 
-    quick = sub.add_parser("quickstart", help="build, cost and export the small-input supernet")
+    train = sub.add_parser("train", help="train a supernet (resumes from the checkpoint in --out)")
+    train.add_argument("--space", default="ofa_mbv3_d234_e346_k357_32px", help="preset name")
+    train.add_argument("--dataset", default="demo", help="demo, fashion_mnist, mnist, cifar10, imagefolder or npz")
+    train.add_argument("--data-dir", help="where the dataset is (directory, or the .npz file)")
+    train.add_argument("--strategy", default="sandwich", help="sandwich or progressive_shrinking")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, help="default: the preset's")
+    train.add_argument("--lr", type=float, help="peak learning rate; default: the preset's")
+    train.add_argument("--workers", type=int, default=1, help="Ray Train workers (1 = in this process)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="run directory (checkpoints)")
+    train.set_defaults(func=cmd_train)
+
+    quick = sub.add_parser("quickstart", help="train on the demo set, evaluate subnets, export the best")
     quick.add_argument("--out", default="hwnas-out", help="output directory (default: hwnas-out)")
-    quick.add_argument("--samples", type=int, default=10_000, help="random subnets to cost")
+    quick.add_argument("--epochs", type=int, default=6, help="training epochs")
+    quick.add_argument("--samples", type=int, default=30, help="random subnets to evaluate")
     quick.add_argument("--seed", type=int, default=0)
     quick.set_defaults(func=cmd_quickstart)
     return parser

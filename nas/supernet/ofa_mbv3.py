@@ -23,6 +23,7 @@ class OFAMobileNetV3(MBV3Network):
 
     Attributes:
         space: the search space whose archs this supernet accepts.
+        metadata: provenance of the weights (e.g. the training data), JSON-ready; training sets it.
     """
 
     def __init__(self, space: SearchSpace) -> None:
@@ -38,6 +39,7 @@ class OFAMobileNetV3(MBV3Network):
         self.space = space
         self.active_depths = [b.max_depth] * b.n_stages
         self.active_arch: Arch = space.max_arch()
+        self.metadata: dict[str, Any] = {}
 
     def dynamic_blocks(self) -> list[DynamicMBConv]:
         """The elastic blocks (supernet blocks 1..n), in order."""

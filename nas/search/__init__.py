@@ -1,0 +1,1 @@
+"""Subnet search. So far: Pareto utilities (`nas.search.pareto`); the algorithms are issue 6."""

@@ -1,0 +1,93 @@
+"""Training configuration: one pydantic model, with defaults that depend on the space preset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ofa_mbv3_d234_e346_k357_32px": {"batch_size": 128, "lr": 0.1, "weight_decay": 5e-5, "bn_recal_images": 2000},
+    "ofa_mbv3_d234_e346_k357_w1.0": {"batch_size": 256, "lr": 0.1, "weight_decay": 3e-5, "bn_recal_images": 2000},
+    "ofa_mbv3_d234_e346_k357_w1.2": {"batch_size": 256, "lr": 0.1, "weight_decay": 3e-5, "bn_recal_images": 2000},
+}
+FALLBACK_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 0.1, "weight_decay": 3e-5, "bn_recal_images": 2000}
+
+
+class PhaseConfig(BaseModel):
+    """Override of one progressive-shrinking phase."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="phase name: full, kernel, depth_1, depth_2, expand_1 or expand_2")
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0, description="peak learning rate of the phase")
+
+
+class TrainConfig(BaseModel):
+    """Everything that determines a supernet training run (and so its checkpoints).
+
+    Fields left as None take the preset's default (`PRESET_DEFAULTS`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    space: str = Field("ofa_mbv3_d234_e346_k357_32px", description="search-space preset")
+    dataset: str = Field("demo", description="registered dataset name (see nas.data.list_datasets)")
+    data_dir: str | None = Field(None, description="where the dataset lives, if not in the default places")
+    strategy: str = Field("sandwich", description="sandwich or progressive_shrinking")
+    epochs: int = Field(10, ge=1, description="total epochs (progressive shrinking splits them over its phases)")
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0, description="peak learning rate (after warm-up)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float | None = Field(None, ge=0, description="not applied to BN parameters and biases")
+    warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up at the start of training")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    num_random: int = Field(2, ge=0, description="random subnets per step besides the largest (and the smallest)")
+    kd_ratio: float = Field(1.0, ge=0, description="weight of the distillation loss")
+    resolutions: list[int] | None = Field(None, description="restrict the preset's resolutions")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share of the train split held out for validation")
+    train_images: int | None = Field(None, ge=1, description="train on only this many images (quick runs)")
+    bn_recal_images: int | None = Field(None, ge=1, description="training images used to recalibrate BN")
+    phases: list[PhaseConfig] | None = Field(None, description="progressive shrinking: explicit phases")
+    arch: dict[str, Any] | None = Field(None, description="standalone: the one subnet to train from scratch")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_arch(self) -> TrainConfig:
+        if (self.strategy == "standalone") != (self.arch is not None):
+            raise ValueError("arch is required by the standalone strategy and used by no other")
+        return self
+
+    @model_validator(mode="after")
+    def _fill_preset_defaults(self) -> TrainConfig:
+        defaults = PRESET_DEFAULTS.get(self.space, FALLBACK_DEFAULTS)
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        return self
+
+    # Typed accessors for the fields the validator always fills.
+    @property
+    def batch(self) -> int:
+        """The batch size in effect."""
+        assert self.batch_size is not None
+        return self.batch_size
+
+    @property
+    def peak_lr(self) -> float:
+        """The peak learning rate in effect."""
+        assert self.lr is not None
+        return self.lr
+
+    @property
+    def decay(self) -> float:
+        """The weight decay in effect."""
+        assert self.weight_decay is not None
+        return self.weight_decay
+
+    @property
+    def recal_images(self) -> int:
+        """The number of BN-recalibration images in effect."""
+        assert self.bn_recal_images is not None
+        return self.bn_recal_images

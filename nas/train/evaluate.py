@@ -1,0 +1,154 @@
+"""BN recalibration and evaluation of subnets (OFA's evaluation protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.data import BatchLoader, ImageData, Split, load_dataset, split_dataset
+from nas.supernet import OFAMobileNetV3
+
+RECAL_BATCH = 200
+
+
+def resize(x: Tensor, resolution: int) -> Tensor:
+    """Resize a batch to resolution x resolution (bilinear), keeping channels-last memory format."""
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x
+    out = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def recalibrate_bn(module: nn.Module, batches: Iterable[Tensor]) -> None:
+    """Reset every BatchNorm's running statistics to the average over `batches` (OFA's protocol).
+
+    Each BN normalises with its batch mean and biased batch variance while the batches run; its
+    running mean/var become the batch-size-weighted average of those per-batch values. Other
+    layers (dropout) stay in eval mode.
+    """
+    bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    sums: dict[int, list[Tensor]] = {}
+    counts: dict[int, int] = {}
+
+    def hook(bn: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        x = inputs[0]
+        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+        n = x.shape[0]
+        if id(bn) in sums:
+            sums[id(bn)][0] += mean * n
+            sums[id(bn)][1] += var * n
+        else:
+            sums[id(bn)] = [mean * n, var * n]
+        counts[id(bn)] = counts.get(id(bn), 0) + n
+
+    was_training = module.training
+    module.eval()
+    handles = [bn.register_forward_pre_hook(hook) for bn in bns]
+    for bn in bns:
+        bn.train()
+    try:
+        for x in batches:
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    if not counts:
+        raise ValueError("BN recalibration got no batches")
+    for bn in bns:
+        if id(bn) in counts and bn.running_mean is not None and bn.running_var is not None:
+            mean_sum, var_sum = sums[id(bn)]
+            bn.running_mean.copy_(mean_sum / counts[id(bn)])
+            bn.running_var.copy_(var_sum / counts[id(bn)])
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Top-1 accuracy (fraction), mean cross-entropy and the number of images evaluated."""
+
+    top1: float
+    loss: float
+    images: int
+
+
+@lru_cache(maxsize=4)
+def _cached_splits(
+    dataset: str, data_dir: str | None, val_fraction: float, seed: int
+) -> tuple[ImageData, dict[str, Split]]:
+    data = load_dataset(dataset, data_dir)
+    return data, split_dataset(data, val_fraction, seed)
+
+
+def data_for(supernet: OFAMobileNetV3) -> tuple[ImageData, dict[str, Split]]:
+    """The dataset and splits a supernet was trained on (from `supernet.metadata["data"]`).
+
+    Raises:
+        ValueError: the supernet carries no training-data provenance.
+    """
+    ref: Mapping[str, Any] | None = supernet.metadata.get("data")
+    if ref is None:
+        raise ValueError("this supernet records no training data; pass data= and splits= to evaluate()")
+    return _cached_splits(ref["dataset"], ref.get("data_dir"), ref["val_fraction"], ref["seed"])
+
+
+@torch.no_grad()
+def evaluate(
+    supernet: OFAMobileNetV3,
+    arch: Mapping[str, Any],
+    split: str = "test",
+    *,
+    data: ImageData | None = None,
+    splits: Mapping[str, Split] | None = None,
+    recalibrate: bool = True,
+    recal_images: int | None = None,
+    batch_size: int = 500,
+) -> EvalResult:
+    """Top-1 of a subnet on a split, after recalibrating its BN statistics on training images.
+
+    The subnet is extracted (the supernet is not modified). By default the data are the ones the
+    supernet was trained on (recorded by `train_supernet`).
+
+    Args:
+        supernet: the trained supernet.
+        arch: the subnet; its resolution is the evaluation resolution.
+        split: "train", "val" or "test".
+        data: the dataset (with `splits`), if the supernet records none or to override it.
+        splits: the dataset's splits (see `nas.data.split_dataset`).
+        recalibrate: recalibrate BN on a fixed subset of the train split first (OFA's protocol).
+        recal_images: images used for recalibration (default: the training config's, else 2000).
+        batch_size: evaluation batch size.
+
+    Raises:
+        ValueError: unknown split, invalid arch, or no data.
+    """
+    if data is None or splits is None:
+        data, splits = data_for(supernet)
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r}; available: {sorted(splits)}")
+    canon = supernet.space.canonical(arch)
+    r = canon["r"]
+    subnet = supernet.extract(canon).eval()
+    if recalibrate:
+        n = recal_images or int(supernet.metadata.get("bn_recal_images", 2000))
+        recal = BatchLoader(
+            splits["train"], batch_size=RECAL_BATCH, mean=data.mean, std=data.std, shuffle=False,
+            augment=True, hflip=data.hflip, seed=0, limit=n,
+        )  # fmt: skip
+        recalibrate_bn(subnet, (resize(x, r) for x, _ in recal.epoch(0)))
+    loader = BatchLoader(
+        splits[split], batch_size=batch_size, mean=data.mean, std=data.std, shuffle=False, augment=False, hflip=False
+    )
+    correct, total, loss_sum = 0, 0, 0.0
+    for x, y in loader.epoch(0):
+        logits = subnet(resize(x, r))
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+    return EvalResult(top1=correct / total, loss=loss_sum / total, images=total)
