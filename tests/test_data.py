@@ -25,6 +25,8 @@ from PIL import Image
 
 from nas import data
 from nas.data import BatchLoader, load_dataset, read_idx, split_dataset
+from nas.data import idx as data_idx
+from nas.data import places as data_places
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -73,7 +75,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the real HOME, $HWNAS_DATA_DIR, Debian directory or the internet."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(data, "_DEBIAN_DATASETS", tmp_path / "debian")
+    monkeypatch.setattr(data_places, "_DEBIAN_DATASETS", tmp_path / "debian")
     dead = f"http://127.0.0.1:{closed_port()}/"
     monkeypatch.setenv("HWNAS_FASHION_MNIST_URL", dead)
     monkeypatch.setenv("HWNAS_MNIST_URL", dead)
@@ -222,7 +224,7 @@ def test_download_checks_md5_and_caches(
 ) -> None:
     served, url = http_dir
     write_idx_dataset(served)
-    monkeypatch.setitem(data._IDX_SOURCES, "mnist", replace(data._IDX_SOURCES["mnist"], md5=md5_table(served)))
+    monkeypatch.setitem(data_idx._IDX_SOURCES, "mnist", replace(data_idx._IDX_SOURCES["mnist"], md5=md5_table(served)))
     monkeypatch.setenv("HWNAS_MNIST_URL", url)
     if use_env:
         monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
@@ -242,7 +244,7 @@ def test_download_rejects_a_corrupt_file(
     served, url = http_dir
     write_idx_dataset(served)
     table = md5_table(served)
-    monkeypatch.setitem(data._IDX_SOURCES, "mnist", replace(data._IDX_SOURCES["mnist"], md5=table))
+    monkeypatch.setitem(data_idx._IDX_SOURCES, "mnist", replace(data_idx._IDX_SOURCES["mnist"], md5=table))
     monkeypatch.setenv("HWNAS_MNIST_URL", url)
     bad = served / "t10k-images-idx3-ubyte.gz"
     good = bad.read_bytes()
@@ -303,7 +305,7 @@ def test_bad_idx_files(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_load_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "_DEBIAN_DATASETS", FASHION_MNIST.parent)
+    monkeypatch.setattr(data_places, "_DEBIAN_DATASETS", FASHION_MNIST.parent)
     fm = load_dataset("fashion_mnist", download=False)
     assert fm.train_images.shape == (60000, 28, 28, 1) and fm.test_images.shape == (10000, 28, 28, 1)
     assert np.all(np.bincount(fm.train_labels) == 6000) and np.all(np.bincount(fm.test_labels) == 1000)
