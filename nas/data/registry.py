@@ -6,32 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nas.data.core import ImageData
+from nas.registry import Registry
 
 DatasetLoader = Callable[[Path | None, bool], ImageData]
 """``loader(root, download) -> ImageData``; ``root`` is None when the caller gave none."""
 
-_REGISTRY: dict[str, DatasetLoader] = {}
+_DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
+register_dataset = _DATASETS.register
+"""Decorator registering a loader ``(root: Path | None, download: bool) -> ImageData`` (ValueError if taken)."""
 
-def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Decorator registering a loader ``(root: Path | None, download: bool) -> ImageData``.
-
-    Raises:
-        ValueError: the name is taken.
-    """
-
-    def decorator(loader: DatasetLoader) -> DatasetLoader:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[name] = loader
-        return loader
-
-    return decorator
-
-
-def list_datasets() -> list[str]:
-    """Names of the registered datasets, sorted."""
-    return sorted(_REGISTRY)
+list_datasets = _DATASETS.names
+"""Names of the registered datasets, sorted."""
 
 
 def load_dataset(name: str, root: str | Path | None = None, *, download: bool = True) -> ImageData:
@@ -52,6 +38,4 @@ def load_dataset(name: str, root: str | Path | None = None, *, download: bool = 
             to get them).
         ValueError: a file is malformed, or images and labels disagree (the message names the file).
     """
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}")
-    return _REGISTRY[name](None if root is None else Path(root).expanduser(), download)
+    return _DATASETS.get(name)(None if root is None else Path(root).expanduser(), download)

@@ -8,32 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from nas.registry import Registry
 from nas.space import SearchSpace
 
 SpaceFactory = Callable[[], SearchSpace]
 
-_REGISTRY: dict[str, SpaceFactory] = {}
+_SPACES: Registry[SpaceFactory] = Registry("search space")
 
+register_space = _SPACES.register
+"""Decorator registering a zero-argument factory that returns a preset's full space (ValueError if taken)."""
 
-def register_space(name: str) -> Callable[[SpaceFactory], SpaceFactory]:
-    """Decorator registering a zero-argument factory that returns the preset's full space.
-
-    Raises:
-        ValueError: the name is taken.
-    """
-
-    def decorator(factory: SpaceFactory) -> SpaceFactory:
-        if name in _REGISTRY:
-            raise ValueError(f"search space {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
-
-
-def list_spaces() -> list[str]:
-    """Names of the registered presets, sorted."""
-    return sorted(_REGISTRY)
+list_spaces = _SPACES.names
+"""Names of the registered presets, sorted."""
 
 
 def get_space(
@@ -61,9 +47,7 @@ def get_space(
         KeyError: unknown name (the message lists the registered ones).
         ValueError: a restriction outside the preset's choices.
     """
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown search space {name!r}; registered: {', '.join(list_spaces())}")
-    space = _REGISTRY[name]().with_io(in_channels=in_channels, num_classes=num_classes)
+    space = _SPACES.get(name)().with_io(in_channels=in_channels, num_classes=num_classes)
     return space.restrict(
         kernel_sizes=kernel_sizes, expand_ratios=expand_ratios, depths=depths, resolutions=resolutions
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nas.registry import Registry
 from nas.space import Arch, SearchSpace
 from nas.train.config import TrainConfig
 
@@ -170,11 +171,9 @@ class Standalone(Strategy):
         return _at([phase.space.canonical(config.arch)], resolution)
 
 
-_STRATEGIES: dict[str, Callable[[], Strategy]] = {
-    "sandwich": Sandwich,
-    "progressive_shrinking": ProgressiveShrinking,
-    "standalone": Standalone,
-}
+_STRATEGIES: Registry[Callable[[], Strategy]] = Registry("training strategy")
+for _strategy in (Sandwich, ProgressiveShrinking, Standalone):
+    _STRATEGIES.register(_strategy.name)(_strategy)
 
 
 def get_strategy(name: str) -> Strategy:
@@ -183,11 +182,9 @@ def get_strategy(name: str) -> Strategy:
     Raises:
         KeyError: unknown name, listing the known ones.
     """
-    if name not in _STRATEGIES:
-        raise KeyError(f"unknown training strategy {name!r}; known: {', '.join(sorted(_STRATEGIES))}")
-    return _STRATEGIES[name]()
+    return _STRATEGIES.get(name)()
 
 
 def list_strategies() -> list[str]:
     """Names of the training strategies."""
-    return sorted(_STRATEGIES)
+    return _STRATEGIES.names()
