@@ -1,14 +1,12 @@
 """Supernet benchmark: forward time (dynamic vs extracted), encode throughput, ONNX export time,
 and one epoch of sandwich-rule training of the 32 px preset on Fashion-MNIST.
 
-    python -m bench.supernet                   # everything, full epoch (about 5 minutes)
-    python -m bench.supernet --epoch-steps 60  # epoch time extrapolated from 60 steps
-    python -m bench.supernet --no-record       # print only, leave BENCHMARKS.md alone
+    python -m bench.supernet                      # everything, one full training epoch (about 5 minutes)
+    python -m bench.supernet --train-images 5000  # a shorter epoch
+    python -m bench.supernet --no-record          # print only, leave BENCHMARKS.md alone
 
-The training step here is a faithful stand-in for the sandwich rule (largest + smallest + 2
-random subnets per batch, in-place distillation from the largest, elastic resolution per batch,
-SGD with momentum, channels-last tensors) used to size the preset; the real training loop is
-`nas.train` (issue 4).
+The epoch is one epoch of `nas.train.train_supernet` with the sandwich rule: the figure that
+sizes the 32 px preset.
 """
 
 from __future__ import annotations
@@ -20,21 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench.report import record
-from nas.data import read_idx
+from nas.cli import TrainingProgress
 from nas.export import export_onnx
-from nas.space import Arch
 from nas.spaces import get_space
 from nas.supernet import build_supernet
+from nas.train import TrainConfig, train_supernet
 
 console = Console()
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SMALL = "ofa_mbv3_d234_e346_k357_32px"
 W10 = "ofa_mbv3_d234_e346_k357_w1.0"
 
@@ -99,59 +93,18 @@ def bench_export() -> str:
     return "\n".join(lines)
 
 
-def bench_epoch(steps: int | None, batch_size: int = 128, n_random: int = 2) -> str:
-    images = read_idx(FASHION_MNIST / "train-images-idx3-ubyte.gz")
-    labels = torch.from_numpy(read_idx(FASHION_MNIST / "train-labels-idx1-ubyte.gz").astype(np.int64))
-    x_all = torch.from_numpy(images).float().div_(255).sub_(0.2860).div_(0.3530).unsqueeze(1)
-    space = get_space(SMALL)
-    torch.manual_seed(0)
-    net = build_supernet(space).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-    rng = np.random.default_rng(0)
-    order = torch.from_numpy(rng.permutation(len(x_all)))
-    total_steps = len(x_all) // batch_size
-    run_steps = total_steps if steps is None else min(steps, total_steps)
-    progress = Progress(
-        TextColumn("sandwich epoch"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    start = time.perf_counter()
-    with progress:
-        task = progress.add_task("epoch", total=run_steps)
-        for step in range(run_steps):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            resolution = int(rng.choice(space.resolutions))
-            x = F.pad(x_all[idx], (2, 2, 2, 2))  # padded random crop back to 28, then resize
-            dx, dy = rng.integers(0, 5, 2)
-            x = x[:, :, dy : dy + 28, dx : dx + 28]
-            if resolution != 28:
-                x = F.interpolate(x, size=resolution, mode="bilinear", align_corners=False)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = labels[idx]
-            opt.zero_grad(set_to_none=True)
-            soft: torch.Tensor | None = None
-            randoms: list[Arch] = [{**a, "r": resolution} for a in space.sample(rng, n_random)]
-            for arch in [space.max_arch(resolution), space.min_arch(resolution), *randoms]:
-                net.set_active(arch)
-                logits = net(x)
-                if soft is None:
-                    loss = F.cross_entropy(logits, y, label_smoothing=0.1)
-                    soft = logits.detach().softmax(1)
-                else:
-                    loss = -(soft * logits.log_softmax(1)).sum(1).mean()
-                loss.backward()
-            opt.step()
-            progress.advance(task)
-    elapsed = time.perf_counter() - start
-    epoch = elapsed * total_steps / run_steps
-    how = "a full epoch" if run_steps == total_steps else f"{run_steps} of {total_steps} steps, extrapolated"
+def bench_epoch(train_images: int | None) -> str:
+    config = TrainConfig(space=SMALL, dataset="fashion_mnist", strategy="sandwich", epochs=1, train_images=train_images)
+    with tempfile.TemporaryDirectory() as tmp, TrainingProgress() as progress:
+        run = train_supernet(config, tmp, progress=progress)
+    epoch = run.history[0]
+    seconds, images_per_s = epoch["seconds"], epoch["images_per_s"]
+    images = round(seconds * images_per_s)
     line = (
-        f"- one sandwich-rule epoch of {SMALL} on Fashion-MNIST (60,000 images, batch {batch_size}, "
-        f"largest + smallest + {n_random} random subnets, resolution per batch from {list(space.resolutions)}): "
-        f"**{epoch:.0f} s** ({how}; {60000 * (2 + n_random) / epoch:,.0f} subnet-images/s)"
+        f"- one `train_supernet` sandwich epoch of {SMALL} on Fashion-MNIST ({images:,} training images, "
+        f"batch {config.batch}, largest + smallest + {config.num_random} random subnets per step, resolution per "
+        f"batch): **{seconds:.0f} s**, {images_per_s:,.0f} images/s, i.e. {60000 / images_per_s:.0f} s "
+        "for 60,000 images"
     )
     console.print(line)
     return line
@@ -159,12 +112,12 @@ def bench_epoch(steps: int | None, batch_size: int = 128, n_random: int = 2) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--epoch-steps", type=int, help="time this many training steps and extrapolate")
+    parser.add_argument("--train-images", type=int, help="time the epoch on this many images only")
     parser.add_argument("--no-record", action="store_true", help="do not write BENCHMARKS.md")
     args = parser.parse_args()
     sections = [
         "### Forward time, CPU (median, eval mode, no grad)\n\n" + bench_forward(),
-        "### Other figures\n\n" + "\n".join([bench_encode(), bench_export(), bench_epoch(args.epoch_steps)]),
+        "### Other figures\n\n" + "\n".join([bench_encode(), bench_export(), bench_epoch(args.train_images)]),
     ]
     if not args.no_record:
         record("bench.supernet", "\n\n".join(sections))
