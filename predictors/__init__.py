@@ -1,1 +1,5 @@
-"""Accuracy and latency predictors of subnets (not built yet: issues 5 and 6)."""
+"""Models of a subnet's accuracy and latency.
+
+`predictors.latency`: targets, measurement, per-layer lookup tables (OFA's YAML format too) and
+learned latency predictors. `predictors.accuracy`: accuracy predictors (issue 6).
+"""
