@@ -1,1 +1,36 @@
-"""Subnet search. So far: Pareto utilities (`nas.search.pareto`); the algorithms are issue 6."""
+"""Subnet search: `search` over registered algorithms, results with Pareto fronts, Pareto utilities.
+
+>>> from nas.search import search
+>>> result = search(space, {"acc": f_acc, "lat": f_lat}, {"acc": "max", "lat": "min"},
+...                 constraints={"lat": 25.0}, algorithm="evolution", budget=50_000, seed=0)
+"""
+
+from nas.search import evolution, linas, nsga2, optuna_search, random_search  # noqa: F401  (register)
+from nas.search.base import (
+    ALGORITHMS,
+    SearchAlgorithm,
+    SearchContext,
+    SearchProgress,
+    list_algorithms,
+    register_algorithm,
+)
+from nas.search.core import search
+from nas.search.problem import Problem
+from nas.search.result import HistoryEntry, SearchResult
+from nas.search.validate import ValidatedMember, supernet_accuracy, validate_front
+
+__all__ = [
+    "ALGORITHMS",
+    "HistoryEntry",
+    "Problem",
+    "SearchAlgorithm",
+    "SearchContext",
+    "SearchProgress",
+    "SearchResult",
+    "ValidatedMember",
+    "list_algorithms",
+    "register_algorithm",
+    "search",
+    "supernet_accuracy",
+    "validate_front",
+]

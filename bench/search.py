@@ -1,0 +1,264 @@
+"""Search benchmarks: speed, quality per evaluation, predictor-guided search, predictor quality.
+
+    python -m bench.search --which speed [--lut PATH] [--predictor DIR]
+    python -m bench.search --which quality,linas,predictor --supernet runs/fm [--out runs/bench_search]
+
+Figures are mean +- std over `--seeds` seeds and are written to BENCHMARKS.md (`bench.report.record`).
+Supernet evaluations are cached as JSON under `--out`, so reruns resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.report import record
+from nas.cost import macs_matrix
+from nas.search import search
+from nas.space import IntMatrix, SearchSpace
+from nas.spaces import get_space
+from predictors.accuracy import AccuracyPredictor
+from predictors.accuracy_data import EvaluationCache, build_dataset, sample_spread_over_macs, supernet_top1
+
+SPEED_SPACE = "ofa_mbv3_d234_e346_k357_w1.2"
+
+
+def mean_std(values: list[float], fmt: str = ".3f") -> str:
+    return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}"
+
+
+class MMACs:
+    """MACs in millions with the matrix fast path (the second objective until a latency model is given)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def predict_matrix(self, matrix: IntMatrix) -> np.ndarray:
+        return macs_matrix(self.space, matrix) / 1e6
+
+    def __call__(self, archs: list[Any]) -> np.ndarray:
+        return self.predict_matrix(self.space.to_matrix(archs))
+
+
+def random_ofa_mlp(space: SearchSpace, seed: int) -> AccuracyPredictor:
+    """OFA's predictor architecture (3 x 400 ReLU) with torch's default initialisation, untrained."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    d = space.encoding_size
+    net = nn.Sequential(nn.Linear(d, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(),
+                        nn.Linear(400, 1))  # fmt: skip
+    pred = AccuracyPredictor(space, "mlp")
+    pred.model.weights = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}  # type: ignore[attr-defined]
+    pred.fitted = True
+    return pred
+
+
+def bench_speed(args: argparse.Namespace) -> str:
+    space = get_space(SPEED_SPACE)
+    if args.predictor:
+        acc: Any = AccuracyPredictor.load(args.predictor, space)
+        acc_note = f"MLP accuracy predictor loaded from {args.predictor}"
+    else:
+        acc = random_ofa_mlp(space, 0)
+        acc_note = "an untrained MLP with OFA's architecture (3x400 ReLU, random init): speed only, not accuracy"
+    if args.lut:
+        from predictors.latency import LookupTable
+
+        lat: Any = LookupTable.load(args.lut)
+        lat_note = f"lookup table {args.lut} (target {lat.target})"
+        if lat.space != space:
+            lat_note += " (table space differs from the search space: the dict path is used)"
+    else:
+        lat = MMACs(space)
+        lat_note = "no --lut given: MACs (nas.cost, the same vectorised per-block gather as a lookup table) as latency"
+    bound = float(np.median(lat.predict_matrix(space.sample_matrix(0, 2000)) if hasattr(lat, "predict_matrix") else 0))
+    walls, rates = [], []
+    for seed in range(args.seeds):
+        start = time.perf_counter()
+        result = search(space, {"acc": acc, "lat": lat}, {"acc": "max", "lat": "min"}, {"lat": bound},
+                        algorithm="evolution", budget=100 * args.generations, seed=seed)  # fmt: skip
+        wall = time.perf_counter() - start
+        walls.append(wall)
+        rates.append(result.n_evaluations / wall)
+        print(f"speed seed {seed}: {wall:.3f} s, {result.n_evaluations} evaluations, front {len(result.pareto)}")
+    return (
+        f"### Speed: evolution, OFA defaults (population 100, {args.generations} generations), {SPEED_SPACE}\n\n"
+        f"- accuracy: {acc_note}\n- latency: {lat_note}; constraint lat <= {bound:.4g} (median)\n"
+        f"- wall time: {mean_std(walls)} s (bar: <= 2 s); predictor evaluations/s: {mean_std(rates, ',.0f')}\n"
+    )
+
+
+class SupernetData:
+    """A trained supernet, its space, and cached real evaluations (val for predictors and search)."""
+
+    def __init__(self, run_dir: str, out: Path) -> None:
+        from nas.train import load_run
+
+        self.run = load_run(run_dir)
+        self.space = self.run.supernet.space
+        self.out = out
+        self.cache = EvaluationCache(out / "val.json", self.space, "val")
+        self._top1 = supernet_top1(self.run.supernet, "val")
+
+    def measure(self, archs: list[Any]) -> np.ndarray:
+        missing = self.cache.missing(archs)
+        for i, arch in enumerate(missing):
+            self.cache.put(arch, self._top1(arch))
+            if i % 10 == 9:
+                self.cache.save()
+        self.cache.save()
+        return self.cache.lookup(archs)
+
+    def dataset(self, n: int, seed: int) -> tuple[list[Any], np.ndarray]:
+        archs = sample_spread_over_macs(self.space, n, rng=seed)
+        return build_dataset(self.run.supernet, archs, cache=self.out / "val.json", split="val")
+
+
+def hv_curve(result: Any, ref: dict[str, float], points: list[int]) -> list[float]:
+    from nas.search.result import SearchResult
+
+    out = []
+    for p in points:
+        part = SearchResult(
+            result.problem, result.matrix[:p], result.values[:p], result.generation[:p], result.algorithm
+        )
+        out.append(part.hypervolume(ref))
+    return out
+
+
+def evaluations_to_reach(result: Any, ref: dict[str, float], target: float, step: int) -> int | None:
+    for p in range(step, result.n_evaluations + 1, step):
+        if hv_curve(result, ref, [p])[0] >= target:
+            return p
+    return None
+
+
+def bench_quality(args: argparse.Namespace, data: SupernetData) -> str:
+    archs, acc = data.dataset(args.n_train, seed=1000)
+    pred = AccuracyPredictor(data.space, "mlp").fit(archs, acc)
+    mmacs = MMACs(data.space)
+    sample = data.space.sample_matrix(0, 5000)
+    ref = {"acc": float(pred.predict_matrix(sample).min()), "mmacs": float(mmacs.predict_matrix(sample).max())}
+    budget, step = args.budget, max(1, args.budget // 20)
+    points = list(range(step, budget + 1, step))
+    runs: dict[str, dict[str, Any]] = {
+        "nsga2": {"algorithm": "nsga2"},
+        "random": {"algorithm": "random"},
+        "optuna-nsga2": {"algorithm": "optuna", "sampler": "nsga2"},
+        "optuna-tpe": {"algorithm": "optuna", "sampler": "tpe"},
+    }
+    quarter, half = points[len(points) // 4 - 1], points[len(points) // 2 - 1]
+    lines = [
+        f"### Quality per evaluation (predictor fitted on {len(archs)} real evaluations; MACs as objective 2)\n",
+        f"reference {ref}; hypervolume at {quarter}, {half}, {budget} evaluations:\n",
+    ]
+    finals: dict[str, list[float]] = {}
+    nsga2_results: list[Any] = []
+    reach: list[float] = []
+    for name, kw in runs.items():
+        curves = []
+        for seed in range(args.seeds):
+            result = search(data.space, {"acc": pred, "mmacs": mmacs}, {"acc": "max", "mmacs": "min"}, budget=budget,
+                            seed=seed, **kw)  # fmt: skip
+            curves.append(hv_curve(result, ref, points))
+            if name == "nsga2":
+                nsga2_results.append(result)
+        c = np.array(curves)
+        finals[name] = c[:, -1].tolist()
+        q, h = len(points) // 4 - 1, len(points) // 2 - 1
+        lines.append(
+            f"- {name}: {mean_std(c[:, q].tolist())} | {mean_std(c[:, h].tolist())} | {mean_std(c[:, -1].tolist())}"
+        )
+    target = float(np.mean(finals["optuna-nsga2"]))
+    for result in nsga2_results:
+        hit = evaluations_to_reach(result, ref, target, step)
+        reach.append(float(hit) if hit is not None else float("nan"))
+    for quantile in (0.25, 0.5, 0.75):
+        cap = float(np.quantile(mmacs.predict_matrix(sample), quantile))
+        accs = [max((v["acc"] for _, v in search(data.space, {"acc": pred, "mmacs": mmacs}, {"acc": "max"},
+                     {"mmacs": cap}, algorithm="evolution", budget=budget, seed=s).pareto), default=float("nan"))
+                for s in range(args.seeds)]  # fmt: skip
+        lines.append(f"- evolution, mmacs <= {cap:.1f}: best predicted acc {mean_std(accs, '.4f')}")
+    lines.append(f"\nnsga2 evaluations to reach Optuna NSGA-II's final hypervolume ({target:.4g}): "
+                 f"{mean_std(reach, '.0f')} of {budget} (bar: <= {budget // 2})")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def bench_linas(args: argparse.Namespace, data: SupernetData) -> str:
+    mmacs = MMACs(data.space)
+    objectives: dict[str, Callable[[list[Any]], Any]] = {"acc": data.measure, "mmacs": mmacs}
+    sample = data.space.sample_matrix(0, 5000)
+    ref = {"acc": 0.0, "mmacs": float(mmacs.predict_matrix(sample).max())}
+    budget = args.real_budget
+    step = max(1, budget // 20)
+    results: dict[str, list[Any]] = {}
+    for name in ("random", "nsga2", "linas"):
+        kw: dict[str, Any] = {"population_size": max(4, budget // 10)} if name == "nsga2" else {}
+        results[name] = [search(data.space, objectives, {"acc": "max"}, algorithm=name, budget=budget, seed=s, **kw)
+                         for s in range(args.seeds)]  # fmt: skip
+    finals = {n: [r.hypervolume(ref) for r in rs] for n, rs in results.items()}
+    target = float(np.mean(finals["random"]))
+    reach = [evaluations_to_reach(r, ref, target, step) for r in results["linas"]]
+    lines = [f"### Expensive evaluations (real supernet top-1 on val, {budget} evaluations)\n"]
+    lines += [f"- {n}: final hypervolume {mean_std(v, '.4g')}" for n, v in finals.items()]
+    reached = [float(x) if x is not None else float("nan") for x in reach]
+    lines.append(f"\nlinas evaluations to reach random's final hypervolume: {mean_std(reached, '.0f')} "
+                 f"(nan: not reached; bar: <= {budget // 4})")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def bench_predictor(args: argparse.Namespace, data: SupernetData) -> str:
+    archs, acc = data.dataset(args.n_train, seed=1000)
+    test_archs, test_acc = data.dataset(args.n_test, seed=2000)
+    lines = [f"### Predictor quality ({len(archs)} training subnets, {len(test_archs)} held-out, val split)\n"]
+    for kind in ("mlp", "gbm"):
+        scores = [AccuracyPredictor(data.space, kind, seed=s).fit(archs, acc).evaluate(test_archs, test_acc)
+                  for s in range(args.seeds)]  # fmt: skip
+        lines.append(f"- {kind}: Kendall τ {mean_std([s.kendall_tau for s in scores])} (bar >= 0.7), "
+                     f"RMSE {mean_std([100 * s.rmse for s in scores], '.2f')} points")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--which", default="speed,quality,linas,predictor")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lut", help="predictors.latency.LookupTable file for the speed run")
+    parser.add_argument("--predictor", help="saved AccuracyPredictor directory for the speed run (w1.2 space)")
+    parser.add_argument("--generations", type=int, default=500, help="speed run: generations of 100")
+    parser.add_argument("--supernet", help="train_supernet run directory (quality, linas, predictor)")
+    parser.add_argument("--out", default="runs/bench_search", help="cache of real evaluations")
+    parser.add_argument("--budget", type=int, default=2000, help="quality: evaluations per search")
+    parser.add_argument("--real-budget", type=int, default=200, help="linas: real evaluations per search")
+    parser.add_argument("--n-train", type=int, default=1000, help="predictor training subnets")
+    parser.add_argument("--n-test", type=int, default=200, help="held-out subnets")
+    args = parser.parse_args(argv)
+    which = [w.strip() for w in args.which.split(",") if w.strip()]
+    unknown = sorted(set(which) - {"speed", "quality", "linas", "predictor"})
+    if unknown:
+        parser.error(f"unknown --which {unknown}; choose from speed, quality, linas, predictor")
+    sections = []
+    if "speed" in which:
+        sections.append(bench_speed(args))
+    needs_supernet = [w for w in which if w != "speed"]
+    if needs_supernet:
+        if not args.supernet:
+            parser.error(f"--which {','.join(needs_supernet)} needs --supernet RUN_DIR")
+        data = SupernetData(args.supernet, Path(args.out))
+        for name, fn in (("quality", bench_quality), ("linas", bench_linas), ("predictor", bench_predictor)):
+            if name in which:
+                sections.append(fn(args, data))
+    body = "\n".join(sections)
+    print(body)
+    record("bench.search", body)
+
+
+if __name__ == "__main__":
+    main()

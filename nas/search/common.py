@@ -1,0 +1,108 @@
+"""Building blocks shared by the algorithms: anchors, constrained ranking, NSGA-II selection, novelty."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from nas.search.pareto import FloatMatrix, crowding_distance, non_dominated_ranks_min
+from nas.space import IntMatrix, SearchSpace
+
+
+def anchors(space: SearchSpace, every_resolution: bool = True) -> IntMatrix:
+    """The smallest and largest subnet at every resolution (or overall): the extremes of cost."""
+    resolutions = space.resolutions if every_resolution else (None,)
+    archs = [space.min_arch(r) for r in resolutions] + [space.max_arch(r) for r in resolutions]
+    return unique_rows(space.to_matrix(archs))
+
+
+def unique_rows(matrix: IntMatrix) -> IntMatrix:
+    """The distinct rows, in order of first occurrence."""
+    if not len(matrix):
+        return matrix
+    _, first = np.unique(matrix, axis=0, return_index=True)
+    return matrix[np.sort(first)]
+
+
+def constrained_ranks(values: FloatMatrix, violation: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Deb's constraint domination as ranks.
+
+    Feasible rows get their non-dominated sorting rank; the infeasible ones come after all of them,
+    ordered by total violation (equal violations share a rank).
+    """
+    ranks = np.empty(len(values), dtype=np.int64)
+    feasible = violation == 0
+    ranks[feasible] = non_dominated_ranks_min(values[feasible]) if feasible.any() else 0
+    start = int(ranks[feasible].max()) + 1 if feasible.any() else 0
+    if (~feasible).any():
+        _, dense = np.unique(violation[~feasible], return_inverse=True)
+        ranks[~feasible] = start + dense
+    return ranks
+
+
+def rank_and_crowding(
+    values: FloatMatrix, violation: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Constrained ranks and the crowding distance of every row within its front."""
+    ranks = constrained_ranks(values, violation)
+    crowd = np.zeros(len(values))
+    # Infeasible rows are ordered by violation alone; crowding matters among feasible fronts only.
+    for r in np.unique(ranks[violation == 0]):
+        members = ranks == r
+        crowd[members] = crowding_distance(values[members])
+    return ranks, crowd
+
+
+def survivors(values: FloatMatrix, violation: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
+    """Indices of the `n` best rows by (rank, larger crowding distance): NSGA-II's environmental selection."""
+    ranks, crowd = rank_and_crowding(values, violation)
+    return np.lexsort((-crowd, ranks))[:n]
+
+
+def tournament(
+    ranks: npt.NDArray[np.int64], crowd: npt.NDArray[np.float64], n: int, rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
+    """`n` winners of binary tournaments (lower rank wins, then larger crowding distance)."""
+    a = rng.integers(0, len(ranks), n)
+    b = rng.integers(0, len(ranks), n)
+    a_wins = (ranks[a] < ranks[b]) | ((ranks[a] == ranks[b]) & (crowd[a] >= crowd[b]))
+    return np.where(a_wins, a, b)
+
+
+class Seen:
+    """The set of rows evaluated so far, to avoid spending budget twice on one subnet."""
+
+    def __init__(self) -> None:
+        self._keys: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, matrix: IntMatrix) -> None:
+        """Remember these rows."""
+        self._keys.update(row.tobytes() for row in np.ascontiguousarray(matrix))
+
+    def novel(self, matrix: IntMatrix) -> IntMatrix:
+        """The rows not seen yet, without repeats, in order."""
+        matrix = np.ascontiguousarray(unique_rows(matrix))
+        keep = np.array([row.tobytes() not in self._keys for row in matrix], dtype=bool)
+        return matrix[keep] if len(matrix) else matrix
+
+
+def top_up(space: SearchSpace, seen: Seen, rows: IntMatrix, n: int, rng: np.random.Generator) -> IntMatrix:
+    """`rows` made novel, topped up with fresh random novel rows to `n` where the space allows.
+
+    Tries a bounded number of random batches; when the space is (nearly) exhausted it returns
+    repeats rather than looping, so a caller always has rows to spend its budget on.
+    """
+    out = seen.novel(rows)[:n]
+    for _ in range(8):
+        if len(out) >= n:
+            break
+        extra = Seen()
+        extra.add(out)
+        fresh = seen.novel(extra.novel(space.sample_matrix(rng, 2 * n)))
+        out = np.concatenate([out, fresh])[:n]
+    if len(out) < n:
+        out = np.concatenate([out, rows[: n - len(out)], space.sample_matrix(rng, n)])[:n]
+    return out

@@ -1,0 +1,132 @@
+"""NSGA-II with Deb's constraint domination, vectorised over the population."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from nas.search.base import SearchAlgorithm, SearchContext, register_algorithm
+from nas.search.common import Seen, anchors, rank_and_crowding, survivors, top_up, tournament
+from nas.search.pareto import FloatMatrix
+from nas.space import IntMatrix, SearchSpace
+
+EvaluateFn = Callable[[IntMatrix], tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]]
+"""Rows -> (rows actually evaluated, minimisation-form values, violation)."""
+
+
+def offspring(
+    space: SearchSpace,
+    matrix: IntMatrix,
+    values: FloatMatrix,
+    violation: npt.NDArray[np.float64],
+    n: int,
+    rng: np.random.Generator,
+    crossover_prob: float,
+    mutate_prob: float,
+) -> IntMatrix:
+    """`n` children: tournament-selected parents, uniform crossover (with probability), mutation."""
+    ranks, crowd = rank_and_crowding(values, violation)
+    first = matrix[tournament(ranks, crowd, n, rng)]
+    second = matrix[tournament(ranks, crowd, n, rng)]
+    crossed = space.crossover_matrix(first, second, rng)
+    children = np.where((rng.random(n) < crossover_prob)[:, None], crossed, first)
+    return space.mutate_matrix(children, rng, mutate_prob)
+
+
+class NSGA2Loop:
+    """One NSGA-II run over any evaluation function (used by `nsga2` and by `linas` on its surrogates).
+
+    Args:
+        space: the search space.
+        population_size: survivors per generation and children per generation.
+        crossover_prob: probability that a child is a crossover of two parents.
+        mutate_prob: per-gene mutation probability.
+    """
+
+    def __init__(self, space: SearchSpace, population_size: int, crossover_prob: float, mutate_prob: float) -> None:
+        self.space = space
+        self.population_size = population_size
+        self.crossover_prob = crossover_prob
+        self.mutate_prob = mutate_prob
+
+    def run(
+        self,
+        evaluate: EvaluateFn,
+        initial: IntMatrix,
+        rng: np.random.Generator,
+        generations: int | None = None,
+        seen: Seen | None = None,
+        end_generation: Callable[[], bool] | None = None,
+    ) -> tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]:
+        """Evolve from `initial` for `generations` (or until `end_generation` returns False).
+
+        Returns:
+            The final population: rows, minimisation-form values, violation.
+        """
+        matrix, values, violation = evaluate(initial)
+        keep = survivors(values, violation, self.population_size)
+        matrix, values, violation = matrix[keep], values[keep], violation[keep]
+        generation = 0
+        while (generations is None or generation < generations) and (end_generation is None or end_generation()):
+            children = offspring(
+                self.space, matrix, values, violation, self.population_size, rng, self.crossover_prob, self.mutate_prob
+            )
+            if seen is not None:
+                children = top_up(self.space, seen, children, self.population_size, rng)
+            c_matrix, c_values, c_violation = evaluate(children)
+            if not len(c_matrix):
+                break
+            matrix = np.concatenate([matrix, c_matrix])
+            values = np.concatenate([values, c_values])
+            violation = np.concatenate([violation, c_violation])
+            keep = survivors(values, violation, self.population_size)
+            matrix, values, violation = matrix[keep], values[keep], violation[keep]
+            generation += 1
+        return matrix, values, violation
+
+
+@register_algorithm("nsga2")
+class NSGA2(SearchAlgorithm):
+    """NSGA-II: non-dominated sorting, crowding distance, binary tournaments, constraint domination.
+
+    The initial population holds the smallest and largest subnet at every resolution and random
+    ones. Children already evaluated are replaced by new subnets where the space allows.
+
+    Args:
+        population_size: population and children per generation.
+        crossover_prob: probability that a child is a crossover of two parents.
+        mutate_prob: per-gene mutation probability.
+    """
+
+    def __init__(self, *, population_size: int = 100, crossover_prob: float = 0.9, mutate_prob: float = 0.1) -> None:
+        if population_size < 2:
+            raise ValueError(f"population_size must be >= 2, got {population_size}")
+        for option, value in (("crossover_prob", crossover_prob), ("mutate_prob", mutate_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{option} must be in [0, 1], got {value}")
+        self.population_size = population_size
+        self.crossover_prob = crossover_prob
+        self.mutate_prob = mutate_prob
+
+    def run(self, ctx: SearchContext) -> None:
+        """Evolve until the budget is spent."""
+        space, rng, seen = ctx.space, ctx.rng, Seen()
+
+        def evaluate(matrix: IntMatrix) -> tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]:
+            out = ctx.evaluate(matrix)
+            seen.add(out.matrix)
+            return out.matrix, out.values, out.violation
+
+        def next_generation() -> bool:
+            ctx.end_generation()
+            return ctx.remaining > 0
+
+        start = anchors(space)[: self.population_size]
+        taken = Seen()
+        taken.add(start)
+        fill = top_up(space, taken, space.sample_matrix(rng, 0), self.population_size - len(start), rng)
+        initial = np.concatenate([start, fill])
+        loop = NSGA2Loop(space, self.population_size, self.crossover_prob, self.mutate_prob)
+        loop.run(evaluate, initial, rng, seen=seen, end_generation=next_generation)

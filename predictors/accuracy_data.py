@@ -1,0 +1,154 @@
+"""Data sets for accuracy predictors: subnets spread over MACs, evaluated through the supernet, cached as JSON.
+
+The cache is keyed by `SearchSpace.key`, written after every few evaluations, so an interrupted
+build resumes where it stopped (`build_dataset`; the Ray-parallel version is
+`workers.search.build_dataset_on_ray`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.cost import macs_matrix
+from nas.space import Arch, RngLike, SearchSpace, as_rng
+
+if TYPE_CHECKING:
+    from nas.supernet import OFAMobileNetV3
+
+CACHE_VERSION = 1
+
+
+def sample_spread_over_macs(space: SearchSpace, n: int, rng: RngLike = None, pool: int | None = None) -> list[Arch]:
+    """`n` distinct subnets spread evenly over the MACs range of the space.
+
+    Draws a random pool (default ``max(20 n, 5000)`` subnets), sorts it by MACs, cuts it into `n`
+    equal-count strata (MACs quantiles) and picks one subnet at random from each.
+
+    Raises:
+        ValueError: n < 1, or the pool holds fewer than n distinct subnets.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    gen = as_rng(rng)
+    rows = np.unique(space.sample_matrix(gen, pool or max(20 * n, 5000)), axis=0)
+    if len(rows) < n:
+        raise ValueError(f"only {len(rows)} distinct subnets in the pool for n={n}; the space has {space.size}")
+    rows = rows[np.argsort(macs_matrix(space, rows), kind="stable")]
+    edges = np.linspace(0, len(rows), n + 1).astype(np.int64)
+    picks = edges[:-1] + (gen.random(n) * (edges[1:] - edges[:-1])).astype(np.int64)
+    return space.from_matrix(rows[picks])
+
+
+class EvaluationCache:
+    """Measured accuracies of subnets, keyed by `SearchSpace.key`, in one JSON file.
+
+    Args:
+        path: the JSON file (created on the first `save`); None keeps the cache in memory.
+        space: the subnets' space.
+        split: the split the accuracies were measured on (checked when the file exists).
+
+    Raises:
+        ValueError: the file exists but holds another split or format.
+    """
+
+    def __init__(self, path: str | Path | None, space: SearchSpace, split: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.space = space
+        self.split = split
+        self.records: dict[str, dict[str, Any]] = {}
+        if self.path is not None and self.path.exists():
+            doc = json.loads(self.path.read_text())
+            if doc.get("version") != CACHE_VERSION or doc.get("split") != split:
+                raise ValueError(
+                    f"{self.path} holds version {doc.get('version')!r} on split {doc.get('split')!r}; "
+                    f"expected version {CACHE_VERSION} on split {split!r}"
+                )
+            self.records = {r["key"]: r for r in doc["records"]}
+
+    def get(self, arch: Mapping[str, Any]) -> float | None:
+        """The cached accuracy of a subnet, or None."""
+        record = self.records.get(self.space.key(arch))
+        return None if record is None else float(record["acc"])
+
+    def put(self, arch: Mapping[str, Any], acc: float) -> None:
+        """Remember one measurement (call `save` to write it)."""
+        key = self.space.key(arch)
+        self.records[key] = {"key": key, "arch": self.space.canonical(arch), "acc": float(acc)}
+
+    def missing(self, archs: Iterable[Mapping[str, Any]]) -> list[Arch]:
+        """The archs not measured yet, canonical, without repeats."""
+        out: dict[str, Arch] = {}
+        for arch in archs:
+            key = self.space.key(arch)
+            if key not in self.records:
+                out.setdefault(key, self.space.canonical(arch))
+        return list(out.values())
+
+    def save(self) -> None:
+        """Write the file atomically (nothing to do for an in-memory cache)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        doc = {"version": CACHE_VERSION, "split": self.split, "records": list(self.records.values())}
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.path)
+
+    def lookup(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Accuracies of archs that are all cached (KeyError naming the first missing one)."""
+        out = []
+        for arch in archs:
+            acc = self.get(arch)
+            if acc is None:
+                raise KeyError(f"subnet {self.space.key(arch)} is not in the cache {self.path}")
+            out.append(acc)
+        return np.asarray(out, dtype=np.float64)
+
+
+def supernet_top1(supernet: OFAMobileNetV3, split: str, **evaluate_options: Any) -> Callable[[Arch], float]:
+    """One subnet's BN-recalibrated top-1 on a split (`nas.train.evaluate`)."""
+    from nas.train import evaluate
+
+    def top1(arch: Arch) -> float:
+        return evaluate(supernet, arch, split, **evaluate_options).top1
+
+    return top1
+
+
+def build_dataset(
+    supernet: OFAMobileNetV3,
+    archs: Sequence[Mapping[str, Any]],
+    cache: str | Path | None = None,
+    split: str = "val",
+    save_every: int = 10,
+    **evaluate_options: Any,
+) -> tuple[list[Arch], np.ndarray]:
+    """Measure the top-1 of `archs` through the supernet (BN recalibrated), reusing and filling a cache.
+
+    Args:
+        supernet: the trained supernet.
+        archs: the subnets (e.g. from `sample_spread_over_macs`).
+        cache: JSON file of earlier measurements; written every `save_every` new ones.
+        split: "val" for training predictors; "test" for final numbers.
+        save_every: measurements between cache writes.
+        **evaluate_options: passed to `nas.train.evaluate` (e.g. ``recal_images``).
+
+    Returns:
+        The canonical archs and their top-1, in the order given.
+    """
+    space = supernet.space
+    store = EvaluationCache(cache, space, split)
+    top1 = supernet_top1(supernet, split, **evaluate_options)
+    for i, arch in enumerate(store.missing(archs)):
+        store.put(arch, top1(arch))
+        if (i + 1) % save_every == 0:
+            store.save()
+    store.save()
+    canonical = [space.canonical(a) for a in archs]
+    return canonical, store.lookup(canonical)

@@ -1,0 +1,229 @@
+"""Every search algorithm on a small space whose Pareto front is known by brute force."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nas.cost import macs_matrix
+from nas.search import SearchProgress, list_algorithms, search
+from nas.search.pareto import hypervolume, pareto_mask
+from nas.space import IntMatrix, SearchSpace
+from nas.spaces import get_space
+
+ALGORITHMS = ["evolution", "nsga2", "random", "linas", "optuna"]
+BUDGET = {"evolution": 600, "nsga2": 600, "random": 600, "linas": 80, "optuna": 300}
+
+
+@pytest.fixture(scope="module")
+def space() -> SearchSpace:
+    """2 kernel sizes on 10 active slots x 2 resolutions = 2,048 subnets."""
+    return get_space(
+        "ofa_mbv3_d234_e346_k357_32px", kernel_sizes=[3, 5], expand_ratios=[3], depths=[2], resolutions=[24, 32]
+    )
+
+
+def all_rows(space: SearchSpace) -> IntMatrix:
+    active = [s * space.max_depth + p for s in range(space.n_stages) for p in range(2)]
+    rows = []
+    for r in range(len(space.resolutions)):
+        for bits in itertools.product([0, 1], repeat=len(active)):
+            row = np.zeros(2 * space.n_blocks + space.n_stages + 1, dtype=np.int64)
+            row[active] = bits
+            row[-1] = r
+            rows.append(row)
+    return space.canonicalize_matrix(np.array(rows))
+
+
+class MMACs:
+    """MACs in millions, with the matrix fast path; counts the rows it scores."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.rows = 0
+
+    def predict_matrix(self, matrix: IntMatrix) -> np.ndarray:
+        self.rows += len(matrix)
+        return macs_matrix(self.space, matrix) / 1e6
+
+    def __call__(self, archs: list[Any]) -> np.ndarray:
+        raise AssertionError("the search should use predict_matrix")
+
+
+def toy_acc(space: SearchSpace):  # type: ignore[no-untyped-def]
+    """A separable 'accuracy' on arch dicts: larger kernels help, unevenly per slot; the resolution helps."""
+    weights = np.random.default_rng(7).uniform(0.5, 1.5, space.n_blocks)
+
+    def acc(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        ks = np.array([a["ks"] for a in archs], dtype=float)
+        r = np.array([a["r"] for a in archs], dtype=float)
+        return 50 + ((ks - 3) / 2 * weights).sum(axis=1) + (r - 24) / 8 * 3
+
+    return acc
+
+
+def truth(space: SearchSpace, bound: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    rows = all_rows(space)
+    values = np.stack([toy_acc(space)(space.from_matrix(rows)), macs_matrix(space, rows) / 1e6], axis=1)
+    if bound is not None:
+        values = values[values[:, 1] <= bound]
+    return values, values[pareto_mask(values, ["max", "min"])]
+
+
+def run(space: SearchSpace, algorithm: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+    args: dict[str, Any] = {"budget": BUDGET[algorithm], "seed": 0} | kwargs
+    return search(
+        space, {"acc": toy_acc(space), "macs": MMACs(space)}, {"acc": "max", "macs": "min"}, algorithm=algorithm, **args
+    )
+
+
+def test_registry_lists_every_algorithm() -> None:
+    assert set(ALGORITHMS) <= set(list_algorithms())
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "random", "linas", "optuna"])
+def test_multi_objective_algorithms_approach_the_true_front(space: SearchSpace, algorithm: str) -> None:
+    values, front = truth(space, bound=None)
+    ref = {"acc": float(values[:, 0].min()), "macs": float(values[:, 1].max())}
+    best = hypervolume(front, ["max", "min"], [ref["acc"], ref["macs"]])
+    result = run(space, algorithm)
+    assert result.n_evaluations == BUDGET[algorithm] == len(result.history)
+    ratio = result.hypervolume(ref) / best
+    floor = {"nsga2": 0.97, "random": 0.85, "linas": 0.95, "optuna": 0.9}[algorithm]
+    assert floor <= ratio <= 1.0 + 1e-9, f"{algorithm}: hypervolume ratio {ratio:.3f}"
+    # Every front member is truly non-dominated among everything the search saw, and unique.
+    keys = [space.key(a) for a, _ in result.pareto]
+    assert len(keys) == len(set(keys))
+
+
+def test_nsga2_beats_random_at_equal_budget(space: SearchSpace) -> None:
+    values, _ = truth(space)
+    ref = {"acc": float(values[:, 0].min()), "macs": float(values[:, 1].max())}
+    assert run(space, "nsga2").hypervolume(ref) > run(space, "random").hypervolume(ref)
+
+
+def test_evolution_finds_the_constrained_optimum(space: SearchSpace) -> None:
+    values, _ = truth(space)
+    bound = float(np.median(values[:, 1]))
+    feasible, _ = truth(space, bound)
+    result = run(space, "evolution", constraints={"macs": bound})
+    best = max(v["acc"] for _, v in result.pareto)
+    assert best == pytest.approx(feasible[:, 0].max())
+    assert all(v["macs"] <= bound for _, v in result.pareto)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_constraints_hold_and_same_seed_same_result(space: SearchSpace, algorithm: str) -> None:
+    values, _ = truth(space)
+    low, high = np.quantile(values[:, 1], [0.2, 0.6])
+    kwargs: dict[str, Any] = {"constraints": {"macs": (float(low), float(high)), "acc": 55.0}}
+    if algorithm != "evolution":
+        kwargs["budget"] = min(BUDGET[algorithm], 150)
+    first, second = run(space, algorithm, **kwargs), run(space, algorithm, **kwargs)
+    assert first.pareto, first.reason
+    for _, v in first.pareto:
+        assert low <= v["macs"] <= high and v["acc"] >= 55.0
+    np.testing.assert_array_equal(first.matrix, second.matrix)
+    np.testing.assert_array_equal(first.values, second.values)
+    other = run(space, algorithm, **(kwargs | {"seed": 1}))
+    assert not np.array_equal(first.matrix, other.matrix)
+    assert all(h.feasible == (low <= h.values["macs"] <= high and h.values["acc"] >= 55.0) for h in first.history)
+
+
+def test_several_targets_each_with_its_own_constraint(space: SearchSpace) -> None:
+    """Two latency models (MACs-like and a resolution-heavy one), each bounded, plus accuracy."""
+
+    def lat_cpu(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return macs_matrix(space, space.to_matrix(archs)) / 1e6 * 0.05
+
+    def lat_note10(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        ks = np.array([a["ks"] for a in archs], dtype=float)
+        return np.array([a["r"] for a in archs], dtype=float) / 4 + ks.sum(axis=1) / 10
+
+    rows = all_rows(space)
+    archs = space.from_matrix(rows)
+    cpu, note = lat_cpu(archs), lat_note10(archs)
+    bounds = {"lat@cpu-ort": float(np.quantile(cpu, 0.7)), "lat@note10": float(np.quantile(note, 0.5))}
+    objectives = {"acc": toy_acc(space), "lat@cpu-ort": lat_cpu, "lat@note10": lat_note10}
+    directions = {"acc": "max", "lat@cpu-ort": "min", "lat@note10": "min"}
+    for algorithm in ("nsga2", "evolution"):
+        result = search(space, objectives, directions, bounds, algorithm=algorithm, budget=400, seed=0)
+        assert result.pareto
+        for _, v in result.pareto:
+            assert v["lat@cpu-ort"] <= bounds["lat@cpu-ort"] and v["lat@note10"] <= bounds["lat@note10"]
+        acc = toy_acc(space)(archs)
+        feasible = (cpu <= bounds["lat@cpu-ort"]) & (note <= bounds["lat@note10"])
+        assert max(v["acc"] for _, v in result.pareto) >= acc[feasible].max() - 1.0
+        assert result.hypervolume({"acc": 50.0, "lat@cpu-ort": 100.0, "lat@note10": 100.0}) > 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_infeasible_constraint_gives_empty_front_with_reason(space: SearchSpace, algorithm: str) -> None:
+    result = run(space, algorithm, constraints={"macs": 0.5}, budget=50_000 if algorithm == "evolution" else 60)
+    assert result.pareto == []
+    assert result.reason is not None and "macs <= 0.5" in result.reason and "smallest value seen" in result.reason
+    if algorithm == "evolution":
+        assert result.n_evaluations <= 1000 + 4, "evolution must give up after a bounded number of evaluations"
+        assert result.reason.startswith("stopped early")
+
+
+def test_constraints_met_alone_but_not_together_are_explained(space: SearchSpace) -> None:
+    values, _ = truth(space)
+    result = run(space, "nsga2", budget=200, constraints={"macs": float(values[:, 1].min()) + 0.01, "acc": 60.0})
+    assert result.pareto == [] and result.reason is not None and "at once" in result.reason
+
+
+def test_progress_reports_every_generation(space: SearchSpace) -> None:
+    events: list[SearchProgress] = []
+    result = run(space, "nsga2", budget=300, progress=events.append, population_size=50)
+    assert [e.generation for e in events] == list(range(len(events)))
+    assert len(events) == 6
+    assert [e.evaluations for e in events] == [50, 100, 150, 200, 250, 300]
+    assert events[-1].front_size >= len(result.pareto) > 0
+    assert events[-1].best["acc"] == pytest.approx(max(v["acc"] for _, v in result.pareto))
+
+
+def test_predict_matrix_fast_path_is_used(space: SearchSpace) -> None:
+    macs = MMACs(space)
+    result = search(
+        space, {"acc": toy_acc(space), "macs": macs}, {"acc": "max"}, algorithm="random", budget=120, seed=0
+    )
+    assert macs.rows == 120 == result.n_evaluations
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"directions": {"latency": "min"}}, KeyError, "directions name unknown objective"),
+        ({"constraints": {"latency": 5.0}}, KeyError, "constraints name unknown objective"),
+        ({"budget": 0}, ValueError, "budget must be a positive"),
+        ({"budget": -3}, ValueError, "budget must be a positive"),
+        ({"budget": 2.5}, ValueError, "budget must be a positive"),
+        ({"algorithm": "annealing"}, KeyError, "registered: evolution, linas, nsga2, optuna, random"),
+        ({"directions": {"acc": "up"}}, ValueError, "direction of 'acc' must be 'min' or 'max'"),
+        ({"constraints": {"macs": (5.0, 1.0)}}, ValueError, "low 5.0 > high 1.0"),
+        ({"constraints": {"macs": "fast"}}, ValueError, "constraint on 'macs' must be a number"),
+        ({"population": 10}, ValueError, "unknown option.*population_size"),
+        ({"objective": "speed"}, KeyError, "evolution objective 'speed'"),
+        ({"algorithm": "optuna", "sampler": "cmaes"}, ValueError, "unknown optuna sampler"),
+    ],
+)
+def test_bad_input_is_a_clear_error(space: SearchSpace, kwargs: dict[str, Any], error: type, match: str) -> None:
+    args: dict[str, Any] = {"directions": {"acc": "max"}, "budget": 10, "algorithm": "evolution"} | kwargs
+    with pytest.raises(error, match=match):
+        search(space, {"acc": toy_acc(space), "macs": MMACs(space)}, **args)
+
+
+def test_objective_returning_the_wrong_length_is_named(space: SearchSpace) -> None:
+    with pytest.raises(ValueError, match="objective 'bad' returned 1 values"):
+        search(space, {"bad": lambda archs: [0.0]}, algorithm="random", budget=5)
+
+
+def test_hypervolume_reference_must_name_every_objective(space: SearchSpace) -> None:
+    result = run(space, "random", budget=20)
+    with pytest.raises(KeyError, match="missing"):
+        result.hypervolume({"acc": 0.0})
