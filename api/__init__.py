@@ -1,1 +1,1 @@
-"""The FastAPI service and its SQL store (not built yet: issues 7 and 8)."""
+"""The service: the FastAPI app (`api.app.create_app`), auth, routes and schemas; the SQL store and artefacts."""

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from bench.report import record
-from nas.cost import macs_matrix
-from nas.search import search
-from nas.space import IntMatrix, SearchSpace
+from nas.search import CostObjective, search
+from nas.space import SearchSpace
 from nas.spaces import get_space
 from predictors.accuracy import AccuracyPredictor
 from predictors.accuracy_data import EvaluationCache, build_dataset, sample_spread_over_macs, supernet_top1
@@ -30,19 +29,6 @@ SPEED_SPACE = "ofa_mbv3_d234_e346_k357_w1.2"
 
 def mean_std(values: list[float], fmt: str = ".3f") -> str:
     return f"{np.mean(values):{fmt}} ± {np.std(values):{fmt}}"
-
-
-class MMACs:
-    """MACs in millions with the matrix fast path (the second objective until a latency model is given)."""
-
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
-
-    def predict_matrix(self, matrix: IntMatrix) -> np.ndarray:
-        return macs_matrix(self.space, matrix) / 1e6
-
-    def __call__(self, archs: list[Any]) -> np.ndarray:
-        return self.predict_matrix(self.space.to_matrix(archs))
 
 
 def random_ofa_mlp(space: SearchSpace, seed: int) -> AccuracyPredictor:
@@ -76,7 +62,7 @@ def bench_speed(args: argparse.Namespace) -> str:
         if lat.space != space:
             lat_note += " (table space differs from the search space: the dict path is used)"
     else:
-        lat = MMACs(space)
+        lat = CostObjective(space, "macs", 1e6)
         lat_note = "no --lut given: MACs (nas.cost, the same vectorised per-block gather as a lookup table) as latency"
     bound = float(np.median(lat.predict_matrix(space.sample_matrix(0, 2000)) if hasattr(lat, "predict_matrix") else 0))
     walls, rates = [], []
@@ -143,7 +129,7 @@ def evaluations_to_reach(result: Any, ref: dict[str, float], target: float, step
 def bench_quality(args: argparse.Namespace, data: SupernetData) -> str:
     archs, acc = data.dataset(args.n_train, seed=1000)
     pred = AccuracyPredictor(data.space, "mlp").fit(archs, acc)
-    mmacs = MMACs(data.space)
+    mmacs = CostObjective(data.space, "macs", 1e6)
     sample = data.space.sample_matrix(0, 5000)
     ref = {"acc": float(pred.predict_matrix(sample).min()), "mmacs": float(mmacs.predict_matrix(sample).max())}
     budget, step = args.budget, max(1, args.budget // 20)
@@ -192,7 +178,7 @@ def bench_quality(args: argparse.Namespace, data: SupernetData) -> str:
 
 
 def bench_linas(args: argparse.Namespace, data: SupernetData) -> str:
-    mmacs = MMACs(data.space)
+    mmacs = CostObjective(data.space, "macs", 1e6)
     objectives: dict[str, Callable[[list[Any]], Any]] = {"acc": data.measure, "mmacs": mmacs}
     sample = data.space.sample_matrix(0, 5000)
     ref = {"acc": 0.0, "mmacs": float(mmacs.predict_matrix(sample).max())}

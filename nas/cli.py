@@ -1,7 +1,8 @@
 """The ``hwnas`` command line.
 
-Commands built so far: ``spaces``, ``export``, ``train`` and ``quickstart``. User errors end
-with exit code 1 and one readable line.
+Commands built so far: ``spaces``, ``export``, ``train``, ``quickstart``, ``worker``, ``serve``, ``agent``
+and ``admin``. User errors end with exit code 1 and one readable line. ``agent`` imports only the device
+agent (no torch, no SQL), so it runs on a board that has onnxruntime, numpy and httpx.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -191,6 +193,127 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    """Run queued jobs from the store that HWNAS_HOME / HWNAS_DATABASE_URL name (on Ray unless --in-process)."""
+    import logging
+    import signal
+
+    from api.settings import Settings
+    from workers.runner import NotMigratedError, runner_from_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        runner = runner_from_settings(
+            Settings.from_env(), in_process=args.in_process, migrate=args.migrate, lease_s=args.lease,
+            poll_s=args.poll, kinds=args.kinds.split(",") if args.kinds else None, worker_id=args.worker_id,
+        )  # fmt: skip
+    except NotMigratedError as exc:
+        raise CLIError(str(exc)) from None
+    stop = threading.Event()
+    # SIGINT/SIGTERM: finish the current job, then exit.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    console.print(f"worker {runner.worker_id} on {runner.queue.db.url.render_as_string(hide_password=True)}")
+    try:
+        count = runner.serve(stop=stop, max_jobs=1 if args.once else None, drain=args.once or args.drain)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        runner.queue.db.dispose()
+    console.print(f"worker {runner.worker_id}: ran {count} job(s)")
+
+
+def cmd_agent(args: argparse.Namespace) -> None:
+    """Run the device agent (``workers.agent``); it exits 1 with one line when the service refuses it."""
+    from workers.agent import run
+
+    code = run(args)
+    if code:
+        raise SystemExit(code)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from api.settings import Settings
+
+    settings = Settings.from_env()
+    return settings.model_copy(update={"home": Path(args.home)}) if getattr(args, "home", None) else settings
+
+
+def cmd_admin_create_user(args: argparse.Namespace) -> None:
+    """Create a user (and, with --token, an API token for it)."""
+    from api.auth import create_token, create_user
+    from api.db import Database
+
+    db = Database(_settings(args).db_url)
+    user = create_user(db, args.name, is_admin=args.admin)
+    console.print(f"created user {user.name!r} (id {user.id}{', admin' if user.is_admin else ''})")
+    if args.token:
+        console.print(create_token(db, user.id, name="created with the user"), highlight=False)
+
+
+def cmd_admin_create_token(args: argparse.Namespace) -> None:
+    """Print a new API token of a user (the secret is shown only now)."""
+    from api.auth import create_token
+    from api.db import Database
+
+    console.print(create_token(Database(_settings(args).db_url), args.user, name=args.label), highlight=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    """The API with an embedded job worker on one machine: migrate, make the first user, serve."""
+    import threading
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.auth import ensure_first_user
+    from api.db import Database
+    from workers.runner import runner_from_settings
+
+    settings = _settings(args)
+    runner = runner_from_settings(settings, in_process=not args.ray, migrate=True)
+    token = ensure_first_user(Database(settings.db_url))
+    if token:
+        console.print(f"created user 'admin'; its API token (shown once): [bold]{token}[/]", highlight=False)
+    stop = threading.Event()
+    worker = threading.Thread(target=runner.serve, kwargs={"stop": stop}, name="hwnas-worker", daemon=True)
+    if not args.no_worker:
+        worker.start()
+    console.print(f"hwnas API on http://{args.host}:{args.port} (state in {settings.home_dir})")
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    finally:
+        stop.set()
+
+
+def _add_service_commands(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="the API + an embedded job worker + SQLite, in one command")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--home", help="state directory (default: HWNAS_HOME or ~/.hwnas)")
+    serve.add_argument("--ray", action="store_true", help="run jobs on Ray (a local one unless RAY_ADDRESS is set)")
+    serve.add_argument("--no-worker", action="store_true", help="serve the API only")
+    serve.set_defaults(func=cmd_serve)
+
+    from workers.agent import add_arguments
+
+    agent = sub.add_parser("agent", help="measure latency tasks of a target on this device for a remote service")
+    add_arguments(agent)
+    agent.set_defaults(func=cmd_agent)
+
+    admin = sub.add_parser("admin", help="users and API tokens").add_subparsers(dest="admin_command", required=True)
+    user = admin.add_parser("create-user", help="create a user")
+    user.add_argument("name")
+    user.add_argument("--admin", action="store_true", help="an administrator")
+    user.add_argument("--token", action="store_true", help="also print a new API token for the user")
+    user.add_argument("--home", help="state directory (default: HWNAS_HOME or ~/.hwnas)")
+    user.set_defaults(func=cmd_admin_create_user)
+    token = admin.add_parser("create-token", help="print a new API token of a user")
+    token.add_argument("user", help="the user's name")
+    token.add_argument("--label", default="", help="a name for the token")
+    token.add_argument("--home", help="state directory (default: HWNAS_HOME or ~/.hwnas)")
+    token.set_defaults(func=cmd_admin_create_token)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``hwnas``."""
     parser = argparse.ArgumentParser(prog="hwnas", description="Hardware-aware NAS over once-for-all supernets.")
@@ -229,6 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--samples", type=int, default=30, help="random subnets to evaluate")
     quick.add_argument("--seed", type=int, default=0)
     quick.set_defaults(func=cmd_quickstart)
+
+    worker = sub.add_parser("worker", help="run queued jobs (training, export, ...) from the SQL store")
+    worker.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    worker.add_argument("--drain", action="store_true", help="exit when no job is left to claim")
+    worker.add_argument("--poll", type=float, help="seconds between looks at an empty queue (default: settings)")
+    worker.add_argument("--lease", type=float, help="lease length in seconds (default: settings)")
+    worker.add_argument("--kinds", help="only these job kinds, comma-separated")
+    worker.add_argument("--worker-id", help="name in leases (default: host:pid:random)")
+    worker.add_argument("--in-process", action="store_true", help="run the work in this process, not on Ray")
+    worker.add_argument("--migrate", action="store_true", help="upgrade the database schema first")
+    worker.set_defaults(func=cmd_worker)
+    _add_service_commands(sub)
     return parser
 
 

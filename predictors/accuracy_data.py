@@ -127,6 +127,7 @@ def build_dataset(
     cache: str | Path | None = None,
     split: str = "val",
     save_every: int = 10,
+    progress: Callable[[int, int], None] | None = None,
     **evaluate_options: Any,
 ) -> tuple[list[Arch], np.ndarray]:
     """Measure the top-1 of `archs` through the supernet (BN recalibrated), reusing and filling a cache.
@@ -137,6 +138,7 @@ def build_dataset(
         cache: JSON file of earlier measurements; written every `save_every` new ones.
         split: "val" for training predictors; "test" for final numbers.
         save_every: measurements between cache writes.
+        progress: called with (done, total) after each new measurement.
         **evaluate_options: passed to `nas.train.evaluate` (e.g. ``recal_images``).
 
     Returns:
@@ -145,10 +147,13 @@ def build_dataset(
     space = supernet.space
     store = EvaluationCache(cache, space, split)
     top1 = supernet_top1(supernet, split, **evaluate_options)
-    for i, arch in enumerate(store.missing(archs)):
+    missing = store.missing(archs)
+    for i, arch in enumerate(missing):
         store.put(arch, top1(arch))
         if (i + 1) % save_every == 0:
             store.save()
+        if progress is not None:
+            progress(i + 1, len(missing))
     store.save()
     canonical = [space.canonical(a) for a in archs]
     return canonical, store.lookup(canonical)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +52,68 @@ def ref_shapes() -> dict[str, list[int]]:
     with _require(REF_SHAPES).open() as fp:
         shapes: dict[str, list[int]] = json.load(fp)
     return shapes
+
+
+# ---- the SQL store (issue 7): a SQLite file per test, or a fresh PostgreSQL database per test ----
+
+PG_ADMIN_URL = os.environ.get("HWNAS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+"""A database on the shared PostgreSQL server from which test databases are created and dropped."""
+
+
+def _pg_reachable(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    try:
+        with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """The admin URL of the PostgreSQL server; skips the test when the server is not reachable."""
+    if not _pg_reachable(PG_ADMIN_URL):
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A new, empty database ``hwnas_test_<random>`` on the server, dropped after the test."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"hwnas_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, then (second parameter) a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return f"sqlite:///{tmp_path / 'hwnas.db'}"
+
+
+@pytest.fixture
+def store_db(db_url: str) -> Iterator[Any]:
+    """An `api.db.Database` on `db_url`, migrated to the newest revision."""
+    from api.db import Database, upgrade
+
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        yield db
+    finally:
+        db.dispose()

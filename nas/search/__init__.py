@@ -15,12 +15,14 @@ from nas.search.base import (
     register_algorithm,
 )
 from nas.search.core import search
+from nas.search.objectives import CostObjective
 from nas.search.problem import Problem
 from nas.search.result import HistoryEntry, SearchResult
 from nas.search.validate import ValidatedMember, supernet_accuracy, validate_front
 
 __all__ = [
     "ALGORITHMS",
+    "CostObjective",
     "HistoryEntry",
     "Problem",
     "SearchAlgorithm",

@@ -1,0 +1,49 @@
+"""The FastAPI application: ``create_app(settings)`` wires the store, the queue, auth and the ``/v1`` routers.
+
+Serve it with ``uvicorn --factory api.app:create_app`` (settings from ``HWNAS_*``) or ``hwnas serve``.
+Importing this module loads neither torch nor onnxruntime nor Ray.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+import nas
+from api.db import Database
+from api.deps import ServiceContext
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.routes import agents, health, jobs, searches, subnets, supernets, targets
+from api.settings import Settings
+from api.storage import LocalArtifactStore
+from workers.queue import JobQueue
+
+DESCRIPTION = """\
+Hardware-aware NAS as a service: train a once-for-all supernet, search it for the subnets that
+are best on your devices, download them.
+
+Authenticate with ``Authorization: Bearer <token>`` (``hwnas admin create-token``). Creation
+returns ``202 Accepted`` with ``Location``; send ``Idempotency-Key`` to make retries safe. Lists
+take ``page_size`` and ``page_token``. Every error is ``{code, message, field}``.
+"""
+
+
+def create_app(settings: Settings | None = None, *, context: ServiceContext | None = None) -> FastAPI:
+    """The API application.
+
+    Args:
+        settings: where state lives (default: from ``HWNAS_*``); the database must be migrated
+            (``python -m api.db.migrate upgrade``; ``hwnas serve`` does it).
+        context: a ready service context instead (tests use it for a fake clock or small limits).
+    """
+    if context is None:
+        settings = settings or Settings.from_env()
+        db = Database(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        context = ServiceContext(settings, db, LocalArtifactStore(settings.artifacts_path), JobQueue(db))
+    app = FastAPI(title="hwnas", version=nas.__version__, description=DESCRIPTION)
+    app.state.context = context
+    install_error_handlers(app)
+    for module in (health, supernets, searches, subnets, jobs, targets, agents):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=context.max_body_bytes)
+    return app

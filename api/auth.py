@@ -1,0 +1,119 @@
+"""Bearer API tokens: create users and tokens, and resolve a presented token to its user.
+
+Only the sha256 of a token is stored; the secret is shown once, when it is created. Tokens
+look like ``hwnas_<43 url-safe characters>``; `ApiToken.prefix` keeps the first characters so
+that a user can tell their tokens apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from api.db import Database, retrying, utcnow
+from api.db.models import ApiToken, User
+
+TOKEN_PREFIX = "hwnas_"
+_SHOWN = 12
+_TOUCH_EVERY = dt.timedelta(minutes=1)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: its sha256 (hex)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_user(db: Database, name: str, *, is_admin: bool = False) -> User:
+    """Add a user.
+
+    Raises:
+        ValueError: the name is empty, too long, or taken.
+    """
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise ValueError(f"user name must be 1-120 characters, got {name!r}")
+    try:
+        with db.session() as s:
+            user = User(name=name, is_admin=is_admin)
+            s.add(user)
+            s.flush()
+            return user
+    except IntegrityError:
+        raise ValueError(f"user name {name!r} is taken") from None
+
+
+def get_user(db: Database, name: str) -> User:
+    """The user called `name`.
+
+    Raises:
+        KeyError: no such user.
+    """
+    with db.reader() as s:
+        user = s.scalars(select(User).where(User.name == name)).one_or_none()
+    if user is None:
+        raise KeyError(f"no user named {name!r}")
+    return user
+
+
+def create_token(db: Database, user: str | int, *, name: str = "") -> str:
+    """Create an API token for a user (by name or id); returns the secret, which is not stored.
+
+    Raises:
+        KeyError: no such user.
+    """
+    user_id = get_user(db, user).id if isinstance(user, str) else user
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with db.session() as s:
+        if s.get(User, user_id) is None:
+            raise KeyError(f"no user with id {user_id}")
+        s.add(ApiToken(user_id=user_id, name=name, prefix=secret[:_SHOWN], token_hash=hash_token(secret)))
+    return secret
+
+
+def revoke_token(db: Database, token: str) -> bool:
+    """Revoke a token (by its secret); returns whether one was revoked."""
+    with db.session() as s:
+        result = s.execute(
+            update(ApiToken)
+            .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def authenticate(db: Database, token: str) -> User | None:
+    """The user a token belongs to, or None for an unknown or revoked token.
+
+    Records when the token was last used (at most once a minute, to keep reads cheap).
+    """
+    with db.reader() as s:
+        row = s.execute(
+            select(User, ApiToken.id, ApiToken.last_used_at)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        ).one_or_none()
+    if row is None:
+        return None
+    user, token_id, last_used = row
+    now = utcnow()
+    if last_used is None or now - last_used > _TOUCH_EVERY:
+
+        def touch() -> None:
+            with db.session() as s:
+                s.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
+
+        retrying(touch, attempts=3)
+    return user
+
+
+def ensure_first_user(db: Database, name: str = "admin") -> str | None:
+    """On a store with no users, create admin `name` and return a new token for it (shown once); else None."""
+    with db.reader() as s:
+        if s.scalars(select(User.id).limit(1)).first() is not None:
+            return None
+    user = create_user(db, name, is_admin=True)
+    return create_token(db, user.id, name="first start")

@@ -1,0 +1,134 @@
+"""Every error the API returns is JSON ``{code, message, field}`` with the right HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workers.queue import IdempotencyConflictError
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    503: "unavailable",
+}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    code: str = Field(description="machine-readable error code", examples=["validation_error"])
+    message: str = Field(description="what went wrong, for a person", examples=["budget: must be >= 1"])
+    field: str | None = Field(None, description="the request field at fault (dotted path), if any", examples=["budget"])
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a code, a message and optionally the field at fault.
+
+    Args:
+        status: the HTTP status.
+        code: machine-readable code, e.g. ``not_found``.
+        message: what went wrong.
+        field: the request field at fault (dotted path).
+    """
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def not_found(what: str, ident: object, field: str | None = None) -> ApiError:
+    """A 404 for `what` `ident` (also used for other users' resources, so that existence does not leak)."""
+    return ApiError(404, "not_found", f"{what} {ident!r} not found", field)
+
+
+def invalid(field: str, message: str) -> ApiError:
+    """A 422 naming the field."""
+    return ApiError(422, "validation_error", f"{field}: {message}", field)
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, **headers: str) -> JSONResponse:
+    """The JSON response of an error."""
+    body = ErrorBody(code=code, message=message, field=field).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    """A pydantic error location as a dotted path without the ``body``/``query``/... prefix."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return ".".join(parts) or None
+
+
+def validation_error(errors: list[Any], prefix: str = "") -> ApiError:
+    """A 422 from pydantic errors: the first error's field and message (the others follow in the message)."""
+    messages = []
+    first_field: str | None = None
+    for error in errors:
+        path = field_path(error.get("loc", ()))
+        path = f"{prefix}.{path}" if prefix and path else prefix or path
+        first_field = first_field or path
+        messages.append(f"{path}: {error.get('msg')}" if path else str(error.get("msg")))
+    return ApiError(422, "validation_error", "; ".join(messages) or "invalid request", first_field)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    return error_response(exc.status, exc.code, exc.message, exc.field, **headers)
+
+
+async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    error = validation_error(list(exc.errors()))
+    return error_response(error.status, error.code, error.message, error.field)
+
+
+async def _pydantic_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ValidationError)
+    error = validation_error(list(exc.errors()))
+    return error_response(error.status, error.code, error.message, error.field)
+
+
+async def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _idempotency(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "idempotency_conflict", str(exc), "Idempotency-Key")
+
+
+async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error of `app` a JSON `ErrorBody`."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(ValidationError, _pydantic_validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(IdempotencyConflictError, _idempotency)
+    app.add_exception_handler(Exception, _internal)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": code.replace("_", " ")}
+    for status, code in _STATUS_CODES.items()
+    if status in (401, 404, 409, 413, 422)
+}
+"""The error responses most routes can give, for the OpenAPI document."""

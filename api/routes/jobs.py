@@ -1,0 +1,50 @@
+"""``/v1/jobs``: a job's state and its event stream."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from api.deps import Context, CurrentUser
+from api.errors import ERROR_RESPONSES
+from api.schemas.jobs import JobOut
+from api.services import jobs
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+
+SSE_EXAMPLE = 'id: 3\nevent: progress\ndata: {"epoch":1,"epochs":10,"loss":1.9,"attempt":1,"at":"..."}\n\n'
+
+
+@router.get("/{job_id}")
+def get_job(job_id: int, ctx: Context, user: CurrentUser) -> JobOut:
+    """A job: status, progress, result or error."""
+    return JobOut.of(jobs.user_job(ctx, user, job_id))
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}}}},
+)
+def job_events(
+    job_id: int,
+    ctx: Context,
+    user: CurrentUser,
+    last_event_id: Annotated[int | None, Header(ge=0, description="resume after this event id")] = None,
+    after: Annotated[int, Query(ge=0, description="start after this event id (Last-Event-ID wins)")] = 0,
+    follow: Annotated[bool, Query(description="keep the stream open until the job ends")] = True,
+) -> StreamingResponse:
+    """The job's events as server-sent events (``status``, ``progress``, ``log``); each ``id`` is the event's number.
+
+    The stream ends when the job has ended and every event was sent; reconnect with
+    ``Last-Event-ID`` to resume without repeats.
+    """
+    jobs.user_job(ctx, user, job_id)
+    start = last_event_id if last_event_id is not None else after
+    return StreamingResponse(
+        jobs.event_stream(ctx, job_id, start, follow=follow),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

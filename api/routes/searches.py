@@ -1,0 +1,122 @@
+"""``/v1/searches``: queue a search, follow it, cancel it, read its Pareto front (JSON or CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db.models import Job, JobStatus, Search, Subnet, User
+from api.deps import Context, CurrentUser, Page
+from api.errors import ERROR_RESPONSES, not_found
+from api.routes.common import IdempotencyKey, accepted
+from api.schemas.common import Page as PageOut
+from api.schemas.searches import ParetoOut, ParetoPoint, SearchCreate, SearchOut
+from api.services.pages import paginate
+from api.services.searches import create_search
+
+router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=ERROR_RESPONSES)
+
+
+def _out(search: Search, status: JobStatus | None) -> SearchOut:
+    return SearchOut(
+        id=search.id, supernet_id=search.supernet_id, objectives=search.objectives, directions=search.directions,
+        constraints=search.constraints, targets=search.targets, algorithm=search.algorithm, budget=search.budget,
+        hypervolume=search.hypervolume, job_id=search.job_id, status=status,
+        pareto_url=f"/v1/searches/{search.id}/pareto", created_at=search.created_at,
+    )  # fmt: skip
+
+
+def _user_search(s: Session, user: User, search_id: int) -> tuple[Search, JobStatus | None]:
+    row = s.execute(
+        select(Search, Job.status).outerjoin(Job, Job.id == Search.job_id).where(Search.id == search_id)
+    ).one_or_none()
+    if row is None or row[0].user_id != user.id:
+        raise not_found("search", search_id)
+    return row[0], row[1]
+
+
+@router.post("", status_code=202, responses={202: {"description": "queued; Location: the search"}})
+def post_search(
+    body: SearchCreate, response: Response, ctx: Context, user: CurrentUser, idempotency_key: IdempotencyKey = None
+) -> SearchOut:
+    """Queue a search of one of your supernets."""
+    search, job, created = create_search(ctx, user, body, idempotency_key)
+    accepted(response, f"/v1/searches/{search.id}", created)
+    return _out(search, job.status)
+
+
+@router.get("")
+def list_searches(ctx: Context, user: CurrentUser, page: Page) -> PageOut[SearchOut]:
+    """Your searches, newest first."""
+    with ctx.db.reader() as s:
+        rows, token = paginate(s, select(Search).where(Search.user_id == user.id), Search.id, page.page_size,
+                               page.page_token)  # fmt: skip
+        ids = [r.job_id for r in rows if r.job_id is not None]
+        status = {i: st for i, st in s.execute(select(Job.id, Job.status).where(Job.id.in_(ids)))}
+        return PageOut[SearchOut](items=[_out(r, status.get(r.job_id or 0)) for r in rows], next_page_token=token)
+
+
+@router.get("/{search_id}")
+def get_search(search_id: int, ctx: Context, user: CurrentUser) -> SearchOut:
+    """One search and its job's status."""
+    with ctx.db.reader() as s:
+        return _out(*_user_search(s, user, search_id))
+
+
+@router.post("/{search_id}/cancel", status_code=202)
+def cancel_search(search_id: int, ctx: Context, user: CurrentUser) -> SearchOut:
+    """Ask the search to stop (a queued one is cancelled at once, a running one at its next check)."""
+    with ctx.db.reader() as s:
+        search, _ = _user_search(s, user, search_id)
+    status = ctx.queue.cancel(search.job_id, user_id=user.id) if search.job_id is not None else None
+    return _out(search, status)
+
+
+@router.get(
+    "/{search_id}/pareto",
+    responses={200: {"content": {"text/csv": {"example": "subnet_id,arch_key,pareto_rank,predicted.accuracy,...\n"}}}},
+)
+def pareto(
+    search_id: int,
+    ctx: Context,
+    user: CurrentUser,
+    format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
+) -> ParetoOut:
+    """The search's Pareto front: each point's subnet id, arch, predicted and validated objective values."""
+    with ctx.db.reader() as s:
+        search, status = _user_search(s, user, search_id)
+        query = select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0).order_by(Subnet.id)
+        points = [
+            ParetoPoint(
+                subnet_id=r.id,
+                arch_key=r.arch_key,
+                arch=r.arch,
+                predicted=r.predicted,
+                validated=r.validated,
+                pareto_rank=r.pareto_rank,
+            )
+            for r in s.scalars(query)
+        ]
+    front = ParetoOut(
+        search_id=search.id, status=status, objectives=search.objectives, directions=search.directions, points=points
+    )
+    if format == "csv":
+        return Response(_csv(front), media_type="text/csv")  # type: ignore[return-value]
+    return front
+
+
+def _csv(front: ParetoOut) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    columns = [f"{kind}.{o}" for kind in ("predicted", "validated") for o in front.objectives]
+    writer.writerow(["subnet_id", "arch_key", "pareto_rank", *columns, "arch"])
+    for p in front.points:
+        values = [(getattr(p, kind) or {}).get(o, "") for kind in ("predicted", "validated") for o in front.objectives]
+        writer.writerow([p.subnet_id, p.arch_key, p.pareto_rank, *values, json.dumps(p.arch, separators=(",", ":"))])
+    return out.getvalue()

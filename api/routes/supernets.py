@@ -1,0 +1,54 @@
+"""``/v1/supernets``: train a supernet (a job), list and read trained ones."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from api.db.models import Supernet
+from api.deps import Context, CurrentUser, Page
+from api.errors import ERROR_RESPONSES, not_found
+from api.routes.common import IdempotencyKey, accepted
+from api.schemas.common import Page as PageOut
+from api.schemas.jobs import JobOut
+from api.schemas.supernets import SupernetCreate, SupernetOut
+from api.services import jobs
+from api.services.pages import paginate
+from workers.jobs import validate_params
+
+router = APIRouter(prefix="/v1/supernets", tags=["supernets"], responses=ERROR_RESPONSES)
+TRAIN_JOB_KIND = "train_supernet"
+
+
+@router.post("", status_code=202, responses={202: {"description": "queued; Location: the training job"}})
+def create_supernet(
+    body: SupernetCreate, response: Response, ctx: Context, user: CurrentUser, idempotency_key: IdempotencyKey = None
+) -> JobOut:
+    """Queue the training of a supernet; the job's result names the supernet (``supernet_id``) when it is done."""
+    params = validate_params(TRAIN_JOB_KIND, body.model_dump())
+    job, created = jobs.submit(ctx, user, TRAIN_JOB_KIND, params, idempotency_key)
+    accepted(response, f"/v1/jobs/{job.id}", created)
+    return JobOut.of(job)
+
+
+def _out(row: Supernet) -> SupernetOut:
+    return SupernetOut.model_validate(row, from_attributes=True)
+
+
+@router.get("")
+def list_supernets(ctx: Context, user: CurrentUser, page: Page) -> PageOut[SupernetOut]:
+    """Your trained supernets, newest first."""
+    with ctx.db.reader() as s:
+        query = select(Supernet).where(Supernet.user_id == user.id)
+        rows, token = paginate(s, query, Supernet.id, page.page_size, page.page_token)
+        return PageOut[SupernetOut](items=[_out(r) for r in rows], next_page_token=token)
+
+
+@router.get("/{supernet_id}")
+def get_supernet(supernet_id: int, ctx: Context, user: CurrentUser) -> SupernetOut:
+    """One trained supernet: space, data, strategy, metrics, checkpoint artefacts."""
+    with ctx.db.reader() as s:
+        row = s.get(Supernet, supernet_id)
+        if row is None or row.user_id != user.id:
+            raise not_found("supernet", supernet_id)
+        return _out(row)

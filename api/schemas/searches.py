@@ -1,0 +1,101 @@
+"""Searches: the request (validated against the supernet, the targets and the algorithm registry) and results.
+
+Objective names: ``accuracy`` (maximised by default), ``macs`` and ``params`` (minimised), and
+``latency:<target>`` (minimised, ms) for each of the search's targets; with exactly one target,
+``latency`` means ``latency:<that target>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.db.models import JobStatus
+from api.schemas.common import Strict
+
+Direction = Literal["min", "max"]
+Bound = float | tuple[float | None, float | None]
+FIXED_OBJECTIVES: dict[str, Direction] = {"accuracy": "max", "macs": "min", "params": "min"}
+LATENCY = "latency"
+
+SEARCH_EXAMPLE: dict[str, Any] = {
+    "supernet_id": 3,
+    "objectives": ["accuracy", "latency:cpu-ort"],
+    "directions": {"accuracy": "max", "latency:cpu-ort": "min"},
+    "constraints": {"latency:cpu-ort": 8.0},
+    "targets": ["cpu-ort"],
+    "algorithm": "evolution",
+    "budget": 5000,
+    "seed": 0,
+}
+
+
+class SearchCreate(Strict):
+    """Search a trained supernet for subnets that optimise the objectives under the constraints on the targets."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SEARCH_EXAMPLE]})
+
+    supernet_id: int = Field(ge=1, description="a trained supernet of yours")
+    objectives: list[str] = Field(
+        min_length=1, max_length=8, description="accuracy, macs, params, latency:<target> (or latency with one target)"
+    )
+    directions: dict[str, Direction] = Field(
+        default_factory=dict, description="objective -> min or max (default: max for accuracy, min otherwise)"
+    )
+    constraints: dict[str, Bound] = Field(
+        default_factory=dict,
+        description="objective -> bound: a number bounds the bad side, [low, high] both (either may be null)",
+    )
+    targets: list[str] = Field(default_factory=list, max_length=8, description="latency targets (see /v1/targets)")
+    algorithm: str = Field("evolution", description="a registered search algorithm (nas.search.list_algorithms)")
+    budget: int = Field(1000, ge=1, le=10_000_000, description="objective evaluations (subnets scored)")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @field_validator("objectives", "targets")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate names {duplicates}")
+        return values
+
+
+class SearchOut(BaseModel):
+    """A search and its job's status."""
+
+    id: int = Field(examples=[5])
+    supernet_id: int
+    objectives: list[str]
+    directions: dict[str, str]
+    constraints: dict[str, Any]
+    targets: list[str]
+    algorithm: str
+    budget: int
+    hypervolume: float | None = None
+    job_id: int | None
+    status: JobStatus | None = Field(None, description="the search job's status")
+    pareto_url: str = Field(examples=["/v1/searches/5/pareto"])
+    created_at: dt.datetime
+
+
+class ParetoPoint(BaseModel):
+    """One member of a search's Pareto front."""
+
+    subnet_id: int = Field(examples=[42])
+    arch_key: str
+    arch: dict[str, Any]
+    predicted: dict[str, float] | None = Field(None, examples=[{"accuracy": 0.91, "latency:cpu-ort": 3.2}])
+    validated: dict[str, float] | None = Field(None, examples=[{"accuracy": 0.905, "latency:cpu-ort": 3.4}])
+    pareto_rank: int | None = None
+
+
+class ParetoOut(BaseModel):
+    """A search's Pareto front, as stored when the search finished (empty before)."""
+
+    search_id: int
+    status: JobStatus | None
+    objectives: list[str]
+    directions: dict[str, str]
+    points: list[ParetoPoint]

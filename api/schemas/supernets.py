@@ -1,0 +1,47 @@
+"""Supernets: the training request and the trained supernet."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.common import Strict
+
+TRAIN_EXAMPLE: dict[str, Any] = {
+    "name": "fashion-32px",
+    "config": {
+        "space": "ofa_mbv3_d234_e346_k357_32px",
+        "dataset": "fashion_mnist",
+        "strategy": "sandwich",
+        "epochs": 10,
+    },
+}
+
+
+class SupernetCreate(Strict):
+    """Train a supernet: a label and a training configuration (`nas.train.TrainConfig`'s fields)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [TRAIN_EXAMPLE]})
+
+    name: str = Field("", max_length=200, description="a label for the supernet")
+    config: dict[str, Any] = Field(
+        description="space, dataset, strategy, epochs, batch_size, lr, seed, ... (see nas.train.TrainConfig)",
+        examples=[TRAIN_EXAMPLE["config"]],
+    )
+
+
+class SupernetOut(BaseModel):
+    """A trained supernet."""
+
+    id: int = Field(examples=[3])
+    name: str
+    space: str = Field(examples=["ofa_mbv3_d234_e346_k357_32px"])
+    dataset: str = Field(examples=["fashion_mnist"])
+    strategy: str = Field(examples=["sandwich"])
+    config: dict[str, Any]
+    metrics: dict[str, Any] | None = Field(None, examples=[{"epochs": 10, "final_loss": 0.41}])
+    checkpoint: dict[str, int] | None = Field(None, description="checkpoint file name -> artefact id")
+    job_id: int | None = Field(None, description="the training job")
+    created_at: dt.datetime

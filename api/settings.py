@@ -1,0 +1,61 @@
+"""Service settings: one pydantic model read from ``HWNAS_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "HWNAS_"
+
+
+class Settings(BaseModel):
+    """Where the service keeps its state, and the job runner's timing.
+
+    Every field can be set with the environment variable ``HWNAS_<FIELD>`` (upper case), e.g.
+    ``HWNAS_DATABASE_URL=postgresql+psycopg://user@host/db`` or ``HWNAS_LEASE_S=30``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(Path("~/.hwnas"), description="root of the local state (database, artefacts, run dirs)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite at <home>/hwnas.db")
+    artifacts_dir: Path | None = Field(None, description="local artefact store; default: <home>/artifacts")
+    runs_dir: Path | None = Field(None, description="per-job run directories (checkpoints); default: <home>/runs")
+    lease_s: float = Field(60.0, gt=0, description="a job's lease; an unrenewed lease makes the job claimable again")
+    poll_s: float = Field(2.0, gt=0, description="how often an idle worker looks for queued jobs")
+    max_attempts: int = Field(3, ge=1, description="default number of claims a job gets before it fails")
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="how long SQLite waits for a lock")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``HWNAS_*`` variables of `environ` (default: the process environment).
+
+        Raises:
+            pydantic.ValidationError: a variable has a value its field does not accept.
+        """
+        env = os.environ if environ is None else environ
+        values = {name: env[ENV_PREFIX + name.upper()] for name in cls.model_fields if ENV_PREFIX + name.upper() in env}
+        return cls.model_validate(values)
+
+    @property
+    def home_dir(self) -> Path:
+        """`home` with ``~`` expanded."""
+        return self.home.expanduser()
+
+    @property
+    def db_url(self) -> str:
+        """The database URL in effect."""
+        return self.database_url or f"sqlite:///{self.home_dir / 'hwnas.db'}"
+
+    @property
+    def artifacts_path(self) -> Path:
+        """The artefact store's directory in effect."""
+        return (self.artifacts_dir or self.home_dir / "artifacts").expanduser()
+
+    @property
+    def runs_path(self) -> Path:
+        """The run directories' parent in effect."""
+        return (self.runs_dir or self.home_dir / "runs").expanduser()

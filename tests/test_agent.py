@@ -1,0 +1,175 @@
+"""Measurement tasks for remote agents: leases, re-queueing, bad results, and the agent end to end."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from api_helpers import FakeClock, Users, make_context, make_users, tiny_onnx
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.app import create_app
+from api.db.models import AgentTask, LatencyMeasurement
+from api.deps import ServiceContext
+from nas.spaces import get_space
+
+SPACE = "ofa_mbv3_d234_e346_k357_32px"
+MEASUREMENT = {
+    "median_ms": 1.0, "p90_ms": 1.1, "p95_ms": 1.2, "mean_ms": 1.05, "cv": 0.05, "runs": 5, "attempts": 1,
+    "noisy": False, "target": "board-ort", "input_shape": [1, 3, 16, 16], "environment": {},
+}  # fmt: skip
+FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "runs": 5, "retries": 0}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, clock: FakeClock) -> Iterator[ServiceContext]:
+    context = make_context(tmp_path, clock=clock)
+    yield context
+    context.db.dispose()
+
+
+@pytest.fixture
+def users(ctx: ServiceContext) -> Users:
+    return make_users(ctx.db)
+
+
+@pytest.fixture
+def client(ctx: ServiceContext) -> Iterator[TestClient]:
+    with TestClient(create_app(context=ctx)) as c:
+        yield c
+
+
+def setup_target(client: TestClient, users: Users) -> tuple[int, int, int]:
+    """A target of A, two agents of A for it, one queued task; returns (agent 1, agent 2, task)."""
+    assert client.post("/v1/targets", json={"name": "board-ort", "device": "arm"}, headers=users.a).status_code == 201
+    ids = [
+        client.post("/v1/agents", json={"name": n, "targets": ["board-ort"]}, headers=users.a).json()["id"]
+        for n in ("a1", "a2")
+    ]
+    body = {"model_base64": base64.b64encode(tiny_onnx()).decode(), "settings": FAST}
+    task = client.post("/v1/targets/board-ort/tasks", json=body, headers=users.a)
+    assert task.status_code == 201 and task.json()["status"] == "QUEUED"
+    return ids[0], ids[1], task.json()["id"]
+
+
+def test_expired_lease_requeues_and_the_old_holder_is_rejected(
+    client: TestClient, users: Users, clock: FakeClock
+) -> None:
+    a1, a2, task_id = setup_target(client, users)
+    claim = client.post(f"/v1/agents/{a1}/claim", json={"target": "board-ort", "lease_s": 30}, headers=users.a)
+    assert claim.status_code == 200 and claim.json()["id"] == task_id
+    assert client.post(f"/v1/agents/{a2}/claim", json={"target": "board-ort"}, headers=users.a).status_code == 204
+    clock.advance(31)
+    again = client.post(f"/v1/agents/{a2}/claim", json={"target": "board-ort"}, headers=users.a)
+    assert again.status_code == 200 and again.json()["id"] == task_id
+    late = client.post(f"/v1/agents/{a1}/tasks/{task_id}/result", json={"measurement": MEASUREMENT}, headers=users.a)
+    assert late.status_code == 409 and late.json()["code"] == "not_held"
+    assert client.get(f"/v1/agents/{a1}/tasks/{task_id}/model", headers=users.a).status_code == 409
+    model = client.get(f"/v1/agents/{a2}/tasks/{task_id}/model", headers=users.a)
+    assert model.content == tiny_onnx() and model.headers["x-content-sha256"] == again.json()["model_sha256"]
+    done = client.post(f"/v1/agents/{a2}/tasks/{task_id}/result", json={"measurement": MEASUREMENT}, headers=users.a)
+    assert done.status_code == 200 and done.json()["status"] == "DONE"
+    twice = client.post(f"/v1/agents/{a2}/tasks/{task_id}/result", json={"error": "x"}, headers=users.a)
+    assert twice.status_code == 409
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0, "fast"])
+def test_non_finite_or_non_positive_latency_is_422(client: TestClient, users: Users, bad: object) -> None:
+    a1, _, task_id = setup_target(client, users)
+    client.post(f"/v1/agents/{a1}/claim", json={"target": "board-ort"}, headers=users.a)
+    body = json.dumps({"measurement": {**MEASUREMENT, "p90_ms": bad}})  # NaN/Infinity as Python writes them
+    r = client.post(
+        f"/v1/agents/{a1}/tasks/{task_id}/result", content=body, headers={**users.a, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["field"] == "measurement.p90_ms"
+
+
+def test_unknown_target_is_404_and_other_users_cannot_touch_tasks(client: TestClient, users: Users) -> None:
+    a1, _, _ = setup_target(client, users)
+    assert client.post("/v1/agents", json={"name": "x", "targets": ["nope"]}, headers=users.a).status_code == 404
+    assert client.post(f"/v1/agents/{a1}/claim", json={"target": "nope"}, headers=users.a).status_code == 404
+    assert client.get("/v1/targets/board-ort", headers=users.b).status_code == 404
+    assert client.post("/v1/agents", json={"name": "b", "targets": ["board-ort"]}, headers=users.b).status_code == 404
+    assert client.post(f"/v1/agents/{a1}/claim", json={"target": "board-ort"}, headers=users.b).status_code == 404
+    assert client.post("/v1/targets", json={"name": "cpu-ort"}, headers=users.a).status_code == 409
+
+
+def test_ofa_yaml_table_import_and_model_quality(client: TestClient, users: Users) -> None:
+    from predictors.latency.keys import table_layers
+
+    client.post("/v1/targets", json={"name": "board-ort", "device": "arm"}, headers=users.a)
+    keys = table_layers(get_space(SPACE).backbone, [32])
+    text = "".join(f"{k}:\n  count: 10\n  mean: 0.5\n  std: 0.01\n" for k in keys)
+    r = client.post("/v1/targets/board-ort/tables", json={"space": SPACE, "tables": {"32": text}}, headers=users.a)
+    assert r.status_code == 201 and r.json()["kind"] == "imported"
+    assert r.json()["quality"] == {"resolutions": [32], "entries": len(keys)}
+    bad = client.post("/v1/targets/board-ort/tables", json={"space": SPACE, "tables": {"32": "bogus:\n  mean: 1\n"}},
+                      headers=users.a)  # fmt: skip
+    assert bad.status_code == 422 and bad.json()["field"] == "tables" and "bogus" in bad.json()["message"]
+    models = client.get("/v1/targets/board-ort/models", headers=users.a).json()
+    assert [m["kind"] for m in models] == ["imported"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_agent_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    users = make_users(ctx.db)
+    token = users.a["Authorization"].removeprefix("Bearer ")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with TestClient(create_app(context=ctx)) as client:
+            client.post("/v1/targets", json={"name": "board-ort", "device": "arm"}, headers=users.a)
+            body = {
+                "model_base64": base64.b64encode(tiny_onnx()).decode(), "settings": FAST, "space": SPACE,
+                "arch": get_space(SPACE).min_arch(),
+            }  # fmt: skip
+            task = client.post("/v1/targets/board-ort/tasks", json=body, headers=users.a).json()
+        code = (
+            "import sys\nfrom nas.cli import main\n"
+            f"rc = main(['agent', '--server', 'http://127.0.0.1:{port}', '--token', '{token}', "
+            "'--target', 'board-ort', '--max-tasks', '1', '--poll', '0.1', '--idle-exit', '60'])\n"
+            "assert 'torch' not in sys.modules, 'the agent imported torch'\nsys.exit(rc)\n"
+        )
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        with ctx.db.reader() as s:
+            row = s.get(AgentTask, task["id"])
+            assert row is not None and row.status == "DONE" and row.result is not None
+            assert row.result["input_shape"] == [1, 3, 16, 16] and row.result["environment"]["runtime"] == "onnxruntime"
+            measured = s.scalars(select(LatencyMeasurement)).one()
+        assert measured.latency_ms == row.result["median_ms"] > 0 and measured.source.startswith("agent:")
+        assert measured.arch_key == get_space(SPACE).key(get_space(SPACE).min_arch())
+        bad = subprocess.run(
+            [sys.executable, "-m", "workers.agent", "--server", f"http://127.0.0.1:{port}", "--token", token,
+             "--target", "nope"], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert bad.returncode == 1 and "404" in bad.stderr and "nope" in bad.stderr
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        ctx.db.dispose()

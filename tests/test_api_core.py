@@ -1,0 +1,218 @@
+"""The REST API through FastAPI's TestClient: auth, errors, supernets, searches, jobs and their events."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import Users, make_context, make_users
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.db.models import Subnet, Supernet
+from api.deps import ServiceContext
+
+SPACE = "ofa_mbv3_d234_e346_k357_32px"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
+    context = make_context(tmp_path, sse_poll_s=0.01)
+    yield context
+    context.db.dispose()
+
+
+@pytest.fixture
+def users(ctx: ServiceContext) -> Users:
+    return make_users(ctx.db)
+
+
+@pytest.fixture
+def client(ctx: ServiceContext) -> Iterator[TestClient]:
+    with TestClient(create_app(context=ctx)) as c:
+        yield c
+
+
+def add_supernet(ctx: ServiceContext, user_id: int) -> int:
+    with ctx.db.session() as s:
+        row = Supernet(user_id=user_id, space=SPACE, dataset="demo", strategy="sandwich", config={"space": SPACE})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def search_body(supernet_id: int, **changes: Any) -> dict[str, Any]:
+    body = {
+        "supernet_id": supernet_id,
+        "objectives": ["accuracy", "latency"],
+        "constraints": {"latency": 5.0},
+        "targets": ["cpu-ort"],
+        "algorithm": "evolution",
+        "budget": 100,
+    }
+    return {**body, **changes}
+
+
+def test_importing_the_app_loads_no_heavy_module() -> None:
+    code = "import sys, api.app; print(sorted(m for m in ('torch', 'onnxruntime', 'ray') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_health_readiness_and_openapi_examples(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "database": "sqlite"}
+    spec = client.get("/openapi.json").json()
+    assert "/v1/searches/{search_id}/pareto" in spec["paths"]
+    assert spec["components"]["schemas"]["SearchCreate"]["examples"][0]["algorithm"] == "evolution"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc"])
+def test_missing_or_bad_token_is_401_json(client: TestClient, users: Users, header: str | None) -> None:
+    r = client.get("/v1/searches", headers={"Authorization": header} if header else {})
+    assert r.status_code == 401
+    assert r.json()["code"] == "unauthorized" and set(r.json()) == {"code", "message", "field"}
+
+
+def test_supernet_training_is_a_job_with_idempotency(client: TestClient, users: Users) -> None:
+    body = {"name": "demo", "config": {"space": SPACE, "dataset": "demo", "epochs": 1}}
+    first = client.post("/v1/supernets", json=body, headers={**users.a, "Idempotency-Key": "k1"})
+    assert first.status_code == 202
+    job = first.json()
+    assert first.headers["location"] == f"/v1/jobs/{job['id']}" and job["kind"] == "train_supernet"
+    assert job["status"] == "QUEUED" and job["params"]["config"]["batch_size"] == 128  # preset default filled
+    again = client.post("/v1/supernets", json=body, headers={**users.a, "Idempotency-Key": "k1"})
+    assert again.status_code == 202 and again.json()["id"] == job["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = client.post("/v1/supernets", json={**body, "name": "x"}, headers={**users.a, "Idempotency-Key": "k1"})
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+    assert client.get(f"/v1/jobs/{job['id']}", headers=users.a).json()["status"] == "QUEUED"
+    assert client.get(f"/v1/jobs/{job['id']}", headers=users.b).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"config": {}, "colour": "red"}, "colour"),
+        ({"config": {"epochs": 0}}, "config.epochs"),
+        ({"config": {}, "name": 5}, "name"),
+        ({}, "config"),
+    ],
+)
+def test_bad_supernet_bodies_name_the_field(client: TestClient, users: Users, body: dict[str, Any], field: str) -> None:
+    r = client.post("/v1/supernets", json=body, headers=users.a)
+    assert r.status_code == 422
+    assert r.json()["code"] == "validation_error" and r.json()["field"] == field
+
+
+def test_malformed_json_is_422(client: TestClient, users: Users) -> None:
+    r = client.post("/v1/supernets", content=b"{not json", headers={**users.a, "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["code"] == "validation_error"
+
+
+def test_oversized_body_is_413(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path, max_body_bytes=1000)
+    users = make_users(ctx.db)
+    with TestClient(create_app(context=ctx)) as client:
+        r = client.post("/v1/supernets", json={"config": {}, "name": "x" * 2000}, headers=users.a)
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+
+
+def test_search_create_get_list_cancel_and_isolation(client: TestClient, ctx: ServiceContext, users: Users) -> None:
+    supernet = add_supernet(ctx, users.a_id)
+    r = client.post("/v1/searches", json=search_body(supernet), headers=users.a)
+    assert r.status_code == 202
+    search = r.json()
+    assert r.headers["location"] == f"/v1/searches/{search['id']}"
+    assert search["objectives"] == ["accuracy", "latency:cpu-ort"]  # the alias resolved
+    assert search["directions"] == {"accuracy": "max", "latency:cpu-ort": "min"}
+    assert search["constraints"] == {"latency:cpu-ort": 5.0} and search["status"] == "QUEUED"
+    job = ctx.queue.get(search["job_id"])
+    assert job.kind == "search" and job.params["space"] == SPACE
+    for _ in range(2):
+        client.post("/v1/searches", json=search_body(supernet, seed=1), headers=users.a)
+    page = client.get("/v1/searches?page_size=2", headers=users.a).json()
+    assert len(page["items"]) == 2 and page["next_page_token"]
+    rest = client.get(f"/v1/searches?page_size=2&page_token={page['next_page_token']}", headers=users.a).json()
+    assert [s["id"] for s in rest["items"]] == [search["id"]] and rest["next_page_token"] is None
+    assert client.get("/v1/searches?page_token=garbage", headers=users.a).json()["field"] == "page_token"
+    # user B sees nothing of A's
+    assert client.get("/v1/searches", headers=users.b).json()["items"] == []
+    assert client.get(f"/v1/searches/{search['id']}", headers=users.b).status_code == 404
+    assert client.post(f"/v1/searches/{search['id']}/cancel", headers=users.b).status_code == 404
+    assert client.post("/v1/searches", json=search_body(supernet), headers=users.b).json()["field"] == "supernet_id"
+    cancelled = client.post(f"/v1/searches/{search['id']}/cancel", headers=users.a)
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("changes", "status", "field"),
+    [
+        ({"algorithm": "simulated_annealing"}, 422, "algorithm"),
+        ({"objectives": ["accuracy", "latency:gpu9"]}, 422, "objectives"),
+        ({"targets": ["no-such-target"]}, 404, "targets"),
+        ({"constraints": {"macs": 1e6}}, 422, "constraints"),
+        ({"directions": {"accuracy": "up"}}, 422, "directions.accuracy"),
+        ({"budget": 0}, 422, "budget"),
+        ({"objectives": []}, 422, "objectives"),
+        ({"colour": "red"}, 422, "colour"),
+    ],
+)
+def test_bad_search_requests(
+    client: TestClient, ctx: ServiceContext, users: Users, changes: dict[str, Any], status: int, field: str
+) -> None:
+    r = client.post("/v1/searches", json=search_body(add_supernet(ctx, users.a_id), **changes), headers=users.a)
+    assert (r.status_code, r.json()["field"]) == (status, field), r.json()
+
+
+def test_pareto_json_and_csv(client: TestClient, ctx: ServiceContext, users: Users) -> None:
+    search = client.post("/v1/searches", json=search_body(add_supernet(ctx, users.a_id)), headers=users.a).json()
+    with ctx.db.session() as s:
+        for i, rank in enumerate([0, 0, 1]):
+            s.add(
+                Subnet(
+                    user_id=users.a_id,
+                    supernet_id=search["supernet_id"],
+                    search_id=search["id"],
+                    arch_key=f"k{i}",
+                    arch={"r": 32},
+                    predicted={"accuracy": 0.5 + i / 10, "latency:cpu-ort": 1.0 + i},
+                    validated={"accuracy": 0.49 + i / 10},
+                    pareto_rank=rank,
+                )
+            )
+    front = client.get(f"/v1/searches/{search['id']}/pareto", headers=users.a).json()
+    assert [p["arch_key"] for p in front["points"]] == ["k0", "k1"]
+    assert front["points"][1]["predicted"]["latency:cpu-ort"] == 2.0
+    csv = client.get(f"/v1/searches/{search['id']}/pareto?format=csv", headers=users.a)
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0].startswith("subnet_id,arch_key,pareto_rank,predicted.accuracy,predicted.latency:cpu-ort")
+    assert len(lines) == 3 and ",k1,0,0.6,2.0,0.59," in lines[2]
+    assert client.get(f"/v1/searches/{search['id']}/pareto?format=xml", headers=users.a).json()["field"] == "format"
+    assert client.get(f"/v1/searches/{search['id']}/pareto", headers=users.b).status_code == 404
+
+
+def test_job_events_stream_resumes_with_last_event_id(client: TestClient, ctx: ServiceContext, users: Users) -> None:
+    job, _ = ctx.queue.submit("noop", {}, user_id=users.a_id)
+    lease = ctx.queue.claim("w1", 60)
+    assert lease is not None
+    ctx.queue.progress(lease, {"step": 1, "steps": 2})
+    ctx.queue.log(lease, "half way")
+    ctx.queue.complete(lease, {"ok": True})
+    url = f"/v1/jobs/{job.id}/events"
+    with client.stream("GET", url, headers=users.a) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        text = "".join(r.iter_text())
+    events = [block for block in text.split("\n\n") if block.startswith("id:")]
+    ids = [int(block.split("\n")[0].removeprefix("id: ")) for block in events]
+    kinds = [block.split("\n")[1].removeprefix("event: ") for block in events]
+    assert ids == [1, 2, 3, 4, 5] and kinds == ["status", "status", "progress", "log", "status"]
+    assert '"status":"SUCCEEDED"' in events[-1]
+    resumed = client.get(url, headers={**users.a, "Last-Event-ID": "3"}).text
+    assert [b.split("\n")[0] for b in resumed.split("\n\n") if b.startswith("id:")] == ["id: 4", "id: 5"]
+    assert client.get(url, headers=users.b).status_code == 404

@@ -1,0 +1,294 @@
+"""The job runner behind ``hwnas worker``: claim a job, hold its lease, run its work, record the outcome.
+
+One worker runs one job at a time; run several workers (processes, machines) for more. While a
+job runs, a heartbeat thread renews the lease every third of its length and watches for
+cancellation; progress events are coalesced to at most one database write per
+`progress_interval_s`. The outcome is written in one transaction fenced by the lease, so a worker
+that lost its lease (it stalled past the expiry and the job was claimed again) writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
+
+from api.db import retrying
+from api.db.engine import is_transient
+from api.db.models import Job, JobStatus
+from api.settings import Settings
+from api.storage import ArtifactStore
+from workers.executors import Executor, ExecutorError, InProcessExecutor
+from workers.jobs import JobError, JobKind, WorkCancelledError, WorkContext, get_job_kind
+from workers.queue import JobQueue, Lease, LeaseLostError
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    """``<host>:<pid>:<random>``: unique per worker process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps a lease and watches the job; sets `stop` when the job is being cancelled or the lease is lost.
+
+    The lease is renewed every third of its length; in between, the job's status is read every `check_s`.
+    """
+
+    def __init__(self, queue: JobQueue, lease: Lease, lease_s: float, check_s: float, stop: threading.Event) -> None:
+        super().__init__(name=f"heartbeat-job-{lease.job_id}", daemon=True)
+        self.queue, self.lease, self.lease_s, self.stop = queue, lease, lease_s, stop
+        self.check_s = min(check_s, lease_s / 3)
+        self.done = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        renewed = time.monotonic()
+        while not self.done.wait(self.check_s):
+            try:
+                if time.monotonic() - renewed >= self.lease_s / 3 - 1e-3:
+                    status = self.queue.heartbeat(self.lease, self.lease_s)
+                    renewed = time.monotonic()
+                else:
+                    status = self.queue.get(self.lease.job_id).status
+            except LeaseLostError:
+                log.warning("job %d: lease lost; stopping its work", self.lease.job_id)
+                self.lost = True
+                self.stop.set()
+                return
+            except DBAPIError as error:  # the next beat may get through before the lease expires
+                log.warning("job %d: heartbeat failed: %s", self.lease.job_id, error.orig)
+                continue
+            if status == JobStatus.CANCELLING:
+                self.stop.set()
+
+
+@dataclass
+class _Events:
+    """Forwards the work's events to the queue, writing progress at most every `interval_s`."""
+
+    queue: JobQueue
+    lease: Lease
+    interval_s: float
+    stop: threading.Event
+    pending: dict[str, Any] | None = None
+    last: float = 0.0
+    lost: bool = False
+
+    def __call__(self, type_: str, data: dict[str, Any]) -> None:
+        if type_ == "progress":
+            self.pending = data
+            if time.monotonic() - self.last < self.interval_s:
+                return
+        self._write(type_, data)
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            self._write("progress", self.pending)
+
+    def _write(self, type_: str, data: dict[str, Any]) -> None:
+        try:
+            if type_ == "progress":
+                self.queue.progress(self.lease, data)
+                self.pending, self.last = None, time.monotonic()
+            else:
+                self.queue.log(self.lease, str(data.get("message", "")), level=str(data.get("level", "info")))
+        except LeaseLostError:
+            self.lost = True
+            self.stop.set()
+        except DBAPIError as error:  # progress is best effort; the outcome is retried harder
+            log.warning("job %d: could not record a %s event: %s", self.lease.job_id, type_, error.orig)
+
+
+class Runner:
+    """Claims and runs jobs from `queue`.
+
+    Args:
+        queue: the job queue.
+        store: the artefact store the work writes to.
+        runs_dir: parent of the per-job run directories (``job-<id>``).
+        executor: where work runs (default: in this process).
+        worker_id: this worker's name in leases (default: host, pid and a random suffix).
+        lease_s: lease length; the heartbeat renews it every third.
+        poll_s: sleep between claims when the queue is empty.
+        kinds: only claim jobs of these kinds (default: all).
+        progress_interval_s: minimum seconds between two progress writes of a job.
+        cancel_check_s: how often a running job's status is read to notice a cancellation.
+        keep_run_dirs: keep a job's run directory after it succeeded (it is removed by default).
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        store: ArtifactStore,
+        runs_dir: str | Path,
+        *,
+        executor: Executor | None = None,
+        worker_id: str | None = None,
+        lease_s: float = 60.0,
+        poll_s: float = 2.0,
+        kinds: list[str] | None = None,
+        progress_interval_s: float = 1.0,
+        cancel_check_s: float = 1.0,
+        keep_run_dirs: bool = False,
+    ) -> None:
+        self.queue, self.store, self.runs_dir = queue, store, Path(runs_dir).expanduser().resolve()
+        self.executor = executor or InProcessExecutor()
+        self.worker_id = worker_id or default_worker_id()
+        self.lease_s, self.poll_s, self.kinds = lease_s, poll_s, kinds
+        self.progress_interval_s, self.cancel_check_s = progress_interval_s, cancel_check_s
+        self.keep_run_dirs = keep_run_dirs
+
+    def run_once(self) -> Job | None:
+        """Claim one job and run it to its end.
+
+        Returns:
+            The job's final row; None if nothing was claimable or the lease was lost while it ran.
+        """
+        lease = self.queue.claim(self.worker_id, self.lease_s, kinds=self.kinds)
+        if lease is None:
+            return None
+        log.info("job %d (%s): claimed by %s, attempt %d", lease.job_id, lease.kind, self.worker_id, lease.attempt)
+        return self.run_lease(lease)
+
+    def serve(self, *, stop: threading.Event | None = None, max_jobs: int | None = None, drain: bool = False) -> int:
+        """Run jobs until `stop` is set, `max_jobs` have run, or (with `drain`) none is claimable; returns the count."""
+        stop = stop or threading.Event()
+        count = 0
+        while not stop.is_set() and (max_jobs is None or count < max_jobs):
+            try:
+                job = self.run_once()
+            except DBAPIError as error:
+                log.warning("worker %s: database unavailable: %s", self.worker_id, error.orig)
+                stop.wait(self.poll_s)
+                continue
+            if job is None:
+                if drain:
+                    break
+                stop.wait(self.poll_s)
+            else:
+                count += 1
+        return count
+
+    def run_lease(self, lease: Lease) -> Job | None:
+        """Run the leased job's work and record its outcome (None if the lease was lost meanwhile)."""
+        stop = threading.Event()
+        heartbeat = _Heartbeat(self.queue, lease, self.lease_s, self.cancel_check_s, stop)
+        events = _Events(self.queue, lease, self.progress_interval_s, stop)
+        run_dir = self.runs_dir / f"job-{lease.job_id}"
+        heartbeat.start()
+        try:
+            return self._run(lease, run_dir, events, stop, heartbeat)
+        except LeaseLostError:
+            log.warning("job %d: lease lost; its outcome was not recorded by %s", lease.job_id, self.worker_id)
+            return None
+        finally:
+            heartbeat.done.set()
+            heartbeat.join()
+
+    def _run(
+        self, lease: Lease, run_dir: Path, events: _Events, stop: threading.Event, heartbeat: _Heartbeat
+    ) -> Job | None:
+        try:
+            kind = get_job_kind(lease.kind)
+            params = kind.parse(lease.params)
+        except (KeyError, ValidationError) as error:
+            return self.queue.fail(lease, "invalid_job", _message(error))
+        try:
+            inputs = retrying(lambda: self._inputs(kind, lease, params))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ctx = WorkContext(lease.job_id, lease.attempt, run_dir, self.store, lease.user_id)
+            result = self.executor.execute(kind, params, inputs, ctx, events, stop)
+        except WorkCancelledError:
+            if heartbeat.lost or events.lost:
+                return None
+            events.flush()
+            return self.queue.mark_cancelled(lease)
+        except ExecutorError as error:
+            log.warning("job %d: %s; giving it back", lease.job_id, error)
+            return self.queue.release(lease, str(error))
+        except JobError as error:
+            return self.queue.fail(lease, error.code, str(error))
+        except Exception as error:
+            return self._fail(lease, "work_failed", error)
+        if heartbeat.lost or events.lost:
+            return None
+        events.flush()
+        try:
+            job = self.queue.complete(lease, result, lambda session: kind.persist(session, lease, params, result))
+        except LeaseLostError:
+            raise
+        except Exception as error:
+            return self._fail(lease, "persist_failed", error)
+        if not self.keep_run_dirs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return job
+
+    def _fail(self, lease: Lease, code: str, error: Exception) -> Job:
+        if isinstance(error, DBAPIError) and is_transient(error):
+            raise error  # not the job's fault: its lease expires and it is claimed again
+        log.error("job %d failed (%s)", lease.job_id, code, exc_info=error)
+        return self.queue.fail(lease, code, f"{type(error).__name__}: {_message(error)}")
+
+    def _inputs(self, kind: JobKind[Any], lease: Lease, params: BaseModel) -> dict[str, Any]:
+        with self.queue.db.reader() as session:
+            return kind.inputs(session, lease, params)
+
+
+def _message(error: BaseException) -> str:
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+class NotMigratedError(RuntimeError):
+    """The database is not at the newest schema revision."""
+
+
+def runner_from_settings(
+    settings: Settings,
+    *,
+    in_process: bool = False,
+    migrate: bool = False,
+    lease_s: float | None = None,
+    poll_s: float | None = None,
+    kinds: list[str] | None = None,
+    worker_id: str | None = None,
+) -> Runner:
+    """A runner on the store, artefacts and run dirs that `settings` name, running work on Ray unless `in_process`.
+
+    Raises:
+        NotMigratedError: the database is behind and `migrate` is false.
+    """
+    from api.db import Database, upgrade
+    from api.db.migrate import current_revision, head_revision
+    from api.storage import LocalArtifactStore
+    from workers.executors import RayExecutor
+
+    url = settings.db_url
+    if migrate:
+        upgrade(url)
+    elif (found := current_revision(url)) != head_revision():
+        raise NotMigratedError(
+            f"the database {url} is at schema revision {found}, not {head_revision()}: "
+            "run `python -m api.db.migrate upgrade` (or pass --migrate)"
+        )
+    return Runner(
+        JobQueue(Database(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)),
+        LocalArtifactStore(settings.artifacts_path),
+        settings.runs_path,
+        executor=InProcessExecutor() if in_process else RayExecutor(),
+        worker_id=worker_id,
+        lease_s=settings.lease_s if lease_s is None else lease_s,
+        poll_s=settings.poll_s if poll_s is None else poll_s,
+        kinds=kinds,
+    )
