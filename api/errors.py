@@ -129,6 +129,6 @@ def install_error_handlers(app: FastAPI) -> None:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": code.replace("_", " ")}
     for status, code in _STATUS_CODES.items()
-    if status in (401, 404, 409, 413, 422)
+    if status in (400, 401, 404, 409, 413, 422)
 }
 """The error responses most routes can give, for the OpenAPI document."""

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from api.cli.progress import TrainingProgress
 from bench.report import record
-from nas.cli import TrainingProgress
 from nas.space import Arch
 from nas.spaces import get_space
 from nas.train import TrainConfig, TrainRun, evaluate, train_supernet

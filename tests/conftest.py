@@ -16,6 +16,16 @@ import torch
 # Keep the suite fast and reproducible on small CI machines.
 torch.set_num_threads(2)
 
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for tiny models: two spinning OpenMP threads crawl on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 """OFA reference facts; CI clones the repository with shared/ beside it."""
 

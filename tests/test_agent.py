@@ -150,7 +150,7 @@ def test_agent_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
             }  # fmt: skip
             task = client.post("/v1/targets/board-ort/tasks", json=body, headers=users.a).json()
         code = (
-            "import sys\nfrom nas.cli import main\n"
+            "import sys\nfrom api.cli import main\n"
             f"rc = main(['agent', '--server', 'http://127.0.0.1:{port}', '--token', '{token}', "
             "'--target', 'board-ort', '--max-tasks', '1', '--poll', '0.1', '--idle-exit', '60'])\n"
             "assert 'torch' not in sys.modules, 'the agent imported torch'\nsys.exit(rc)\n"

@@ -200,7 +200,7 @@ def test_dropped_database_connections_lose_nothing(pg_url: str, pg_admin_url: st
 def test_hwnas_worker_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nas.cli import main
+    from api.cli import main
 
     monkeypatch.setenv("HWNAS_HOME", str(tmp_path))
     monkeypatch.delenv("HWNAS_DATABASE_URL", raising=False)

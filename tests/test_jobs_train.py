@@ -25,15 +25,7 @@ from workers.runner import Runner
 TINY = {"dataset": "demo", "epochs": 2, "batch_size": 32, "train_images": 64, "num_random": 1, "bn_recal_images": 64}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models train fastest on one thread; two spinning OpenMP threads on a busy 2-core machine crawl."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
@@ -92,7 +84,7 @@ def test_bad_training_parameters_are_refused_at_submission() -> None:
 
 def _hwnas() -> list[str]:
     script = Path(sys.executable).parent / "hwnas"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "nas.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
 
 
 def _epochs_done(run_dir: Path) -> int:

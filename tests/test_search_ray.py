@@ -48,32 +48,19 @@ def test_optuna_through_ray_tune_honours_constraints(local_ray: None, tmp_path: 
     assert result.feasible.any() == bool(result.pareto)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_accuracy_dataset_as_parallel_ray_tasks(local_ray: None, tmp_path: Path) -> None:
-    import torch
-
     from nas.train import evaluate
     from predictors.accuracy_data import sample_spread_over_macs
     from workers.search import build_dataset_on_ray
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig.model_validate(
-            {
-                "dataset": "demo",
-                "epochs": 1,
-                "batch_size": 32,
-                "train_images": 128,
-                "num_random": 1,
-                "bn_recal_images": 64,
-            }
-        )
-        run = train_supernet(config, tmp_path / "run")
-        archs = sample_spread_over_macs(run.supernet.space, 4, rng=0)
-        cache = tmp_path / "val.json"
-        got_archs, acc = build_dataset_on_ray(tmp_path / "run", archs, cache=cache, split="val", tasks=2)
-        assert cache.is_file() and len(acc) == 4
-        expected = [evaluate(run.supernet, a, "val").top1 for a in got_archs[:2]]
-        np.testing.assert_allclose(acc[:2], expected)
-    finally:
-        torch.set_num_threads(before)
+    config = TrainConfig.model_validate(
+        {"dataset": "demo", "epochs": 1, "batch_size": 32, "train_images": 128, "num_random": 1, "bn_recal_images": 64}
+    )
+    run = train_supernet(config, tmp_path / "run")
+    archs = sample_spread_over_macs(run.supernet.space, 4, rng=0)
+    cache = tmp_path / "val.json"
+    got_archs, acc = build_dataset_on_ray(tmp_path / "run", archs, cache=cache, split="val", tasks=2)
+    assert cache.is_file() and len(acc) == 4
+    expected = [evaluate(run.supernet, a, "val").top1 for a in got_archs[:2]]
+    np.testing.assert_allclose(acc[:2], expected)

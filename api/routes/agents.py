@@ -9,7 +9,7 @@ from sqlalchemy import select
 from api.db.models import Agent, Artifact, Target
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES
-from api.routes.common import SHA_HEADER, stream_artifact
+from api.routes.common import SHA_HEADER, ResourceId, stream_artifact
 from api.routes.targets import task_out
 from api.schemas.agents import AgentOut, AgentRegister, ClaimRequest, TaskResult
 from api.schemas.common import Page as PageOut
@@ -44,7 +44,7 @@ def list_agents(ctx: Context, user: CurrentUser, page: Page) -> PageOut[AgentOut
     response_model=TaskOut,
     responses={204: {"description": "no task waiting"}},
 )
-def claim(agent_id: int, body: ClaimRequest, ctx: Context, user: CurrentUser) -> Response | TaskOut:
+def claim(agent_id: ResourceId, body: ClaimRequest, ctx: Context, user: CurrentUser) -> Response | TaskOut:
     """Lease the next measurement task of a target to this agent (204 when there is none)."""
     task = agents.claim(ctx, user, agent_id, body.target, body.lease_s or ctx.agent_lease_s)
     if task is None:
@@ -61,7 +61,7 @@ def claim(agent_id: int, body: ClaimRequest, ctx: Context, user: CurrentUser) ->
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def task_model(agent_id: int, task_id: int, ctx: Context, user: CurrentUser) -> StreamingResponse:
+def task_model(agent_id: ResourceId, task_id: ResourceId, ctx: Context, user: CurrentUser) -> StreamingResponse:
     """The ONNX model of a task this agent holds (sha256 in a header)."""
     artifact = agents.task_model(ctx, user, agent_id, task_id)
     headers = {SHA_HEADER: artifact.sha256, "Content-Length": str(artifact.size)}
@@ -70,7 +70,9 @@ def task_model(agent_id: int, task_id: int, ctx: Context, user: CurrentUser) -> 
 
 
 @router.post("/{agent_id}/tasks/{task_id}/result")
-def post_result(agent_id: int, task_id: int, body: TaskResult, ctx: Context, user: CurrentUser) -> TaskOut:
+def post_result(
+    agent_id: ResourceId, task_id: ResourceId, body: TaskResult, ctx: Context, user: CurrentUser
+) -> TaskOut:
     """The outcome of a task this agent holds (409 if it does not; 422 for non-finite or non-positive latency)."""
     measurement = agents.check_measurement(body.measurement) if body.measurement is not None else None
     task = agents.finish(ctx, user, agent_id, task_id, measurement, body.error)

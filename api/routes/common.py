@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Header, Response
+from fastapi import Header, Path, Response
 
 from api.db.models import Artifact
 from api.storage import ArtifactStore, open_artifact
 from api.storage.base import CHUNK
 
 SHA_HEADER = "X-Content-SHA256"
+MAX_ID = 2**63 - 1
+"""The largest row id (a signed 64-bit integer in SQL); larger ids would overflow the database driver."""
+
+ResourceId = Annotated[int, Path(ge=1, le=MAX_ID, description="the resource's id")]
 
 IdempotencyKey = Annotated[
     str | None,

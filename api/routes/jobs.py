@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import Context, CurrentUser
 from api.errors import ERROR_RESPONSES
+from api.routes.common import ResourceId
 from api.schemas.jobs import JobOut
 from api.services import jobs
 
@@ -18,7 +19,7 @@ SSE_EXAMPLE = 'id: 3\nevent: progress\ndata: {"epoch":1,"epochs":10,"loss":1.9,"
 
 
 @router.get("/{job_id}")
-def get_job(job_id: int, ctx: Context, user: CurrentUser) -> JobOut:
+def get_job(job_id: ResourceId, ctx: Context, user: CurrentUser) -> JobOut:
     """A job: status, progress, result or error."""
     return JobOut.of(jobs.user_job(ctx, user, job_id))
 
@@ -29,7 +30,7 @@ def get_job(job_id: int, ctx: Context, user: CurrentUser) -> JobOut:
     responses={200: {"content": {"text/event-stream": {"example": SSE_EXAMPLE}}}},
 )
 def job_events(
-    job_id: int,
+    job_id: ResourceId,
     ctx: Context,
     user: CurrentUser,
     last_event_id: Annotated[int | None, Header(ge=0, description="resume after this event id")] = None,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from api.db.models import Job, JobStatus, Search, Subnet, User
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, not_found
-from api.routes.common import IdempotencyKey, accepted
+from api.routes.common import IdempotencyKey, ResourceId, accepted
 from api.schemas.common import Page as PageOut
 from api.schemas.searches import ParetoOut, ParetoPoint, SearchCreate, SearchOut
 from api.services.pages import paginate
@@ -63,14 +63,14 @@ def list_searches(ctx: Context, user: CurrentUser, page: Page) -> PageOut[Search
 
 
 @router.get("/{search_id}")
-def get_search(search_id: int, ctx: Context, user: CurrentUser) -> SearchOut:
+def get_search(search_id: ResourceId, ctx: Context, user: CurrentUser) -> SearchOut:
     """One search and its job's status."""
     with ctx.db.reader() as s:
         return _out(*_user_search(s, user, search_id))
 
 
 @router.post("/{search_id}/cancel", status_code=202)
-def cancel_search(search_id: int, ctx: Context, user: CurrentUser) -> SearchOut:
+def cancel_search(search_id: ResourceId, ctx: Context, user: CurrentUser) -> SearchOut:
     """Ask the search to stop (a queued one is cancelled at once, a running one at its next check)."""
     with ctx.db.reader() as s:
         search, _ = _user_search(s, user, search_id)
@@ -83,7 +83,7 @@ def cancel_search(search_id: int, ctx: Context, user: CurrentUser) -> SearchOut:
     responses={200: {"content": {"text/csv": {"example": "subnet_id,arch_key,pareto_rank,predicted.accuracy,...\n"}}}},
 )
 def pareto(
-    search_id: int,
+    search_id: ResourceId,
     ctx: Context,
     user: CurrentUser,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",

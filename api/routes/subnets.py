@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from api.db.models import Artifact, Subnet
 from api.deps import Context, CurrentUser
 from api.errors import ERROR_RESPONSES, ApiError, not_found
-from api.routes.common import SHA_HEADER, stream_artifact
+from api.routes.common import SHA_HEADER, ResourceId, stream_artifact
 from api.schemas.subnets import SubnetOut
 from api.storage import read_artifact
 
@@ -26,7 +26,7 @@ MEDIA = {"onnx": "application/octet-stream", "safetensors": "application/octet-s
 
 
 @router.get("/{subnet_id}")
-def get_subnet(subnet_id: int, ctx: Context, user: CurrentUser) -> SubnetOut:
+def get_subnet(subnet_id: ResourceId, ctx: Context, user: CurrentUser) -> SubnetOut:
     """A subnet: arch, predicted and validated objective values, and its download link when it has a bundle."""
     with ctx.db.reader() as s:
         row = s.get(Subnet, subnet_id)
@@ -46,7 +46,7 @@ def get_subnet(subnet_id: int, ctx: Context, user: CurrentUser) -> SubnetOut:
     responses={200: {"content": {"application/octet-stream": {}}, "headers": {SHA_HEADER: {"description": "hex"}}}},
 )
 def download(
-    subnet_id: int,
+    subnet_id: ResourceId,
     ctx: Context,
     user: CurrentUser,
     format: Annotated[Literal["onnx", "safetensors", "bundle"], Query(description="what to download")] = "onnx",

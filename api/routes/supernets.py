@@ -8,7 +8,7 @@ from sqlalchemy import select
 from api.db.models import Supernet
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, not_found
-from api.routes.common import IdempotencyKey, accepted
+from api.routes.common import IdempotencyKey, ResourceId, accepted
 from api.schemas.common import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.schemas.supernets import SupernetCreate, SupernetOut
@@ -45,7 +45,7 @@ def list_supernets(ctx: Context, user: CurrentUser, page: Page) -> PageOut[Super
 
 
 @router.get("/{supernet_id}")
-def get_supernet(supernet_id: int, ctx: Context, user: CurrentUser) -> SupernetOut:
+def get_supernet(supernet_id: ResourceId, ctx: Context, user: CurrentUser) -> SupernetOut:
     """One trained supernet: space, data, strategy, metrics, checkpoint artefacts."""
     with ctx.db.reader() as s:
         row = s.get(Supernet, supernet_id)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from api.db.models import AgentTask, Artifact, LatencyTable, Target
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, invalid, not_found
+from api.routes.common import ResourceId
 from api.schemas.common import Page as PageOut
 from api.schemas.targets import LatencyModelOut, TableImport, TargetCreate, TargetOut, TaskCreate, TaskOut
 from api.services import agents, targets
@@ -107,7 +108,7 @@ def create_task(name: str, body: TaskCreate, ctx: Context, user: CurrentUser) ->
 
 
 @router.get("/{name}/tasks/{task_id}")
-def get_task(name: str, task_id: int, ctx: Context, user: CurrentUser) -> TaskOut:
+def get_task(name: str, task_id: ResourceId, ctx: Context, user: CurrentUser) -> TaskOut:
     """A measurement task of the target: its status and, when done, the measurement."""
     with ctx.db.session() as s:
         target = targets.get_target(s, user, name)

@@ -37,7 +37,7 @@ class SearchCreate(Strict):
 
     model_config = ConfigDict(json_schema_extra={"examples": [SEARCH_EXAMPLE]})
 
-    supernet_id: int = Field(ge=1, description="a trained supernet of yours")
+    supernet_id: int = Field(ge=1, le=2**63 - 1, description="a trained supernet of yours")
     objectives: list[str] = Field(
         min_length=1, max_length=8, description="accuracy, macs, params, latency:<target> (or latency with one target)"
     )

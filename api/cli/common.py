@@ -1,0 +1,35 @@
+"""What every command module shares: the consoles, the user-error type, the server options."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from api.client import Client
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class CLIError(Exception):
+    """An error the user can fix; printed as one line, exit code 1."""
+
+
+ServerOption = Annotated[str | None, typer.Option("--server", envvar="HWNAS_SERVER", help="the service's URL")]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", envvar="HWNAS_TOKEN", help="an API token", show_default=False)
+]
+
+
+def make_client(server: str | None, token: str | None) -> Client:
+    """A client of `server` with `token`, or a `CLIError` naming what is missing."""
+    from api.client import Client
+
+    if not server:
+        raise CLIError("no server: pass --server URL or set HWNAS_SERVER")
+    if not token:
+        raise CLIError("no API token: pass --token or set HWNAS_TOKEN (hwnas admin create-token prints one)")
+    return Client(server, token)

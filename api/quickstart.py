@@ -1,0 +1,200 @@
+"""The quickstart: the whole product on this machine, through the service's own code paths, in-process.
+
+A fresh local store (SQLite + artefact directory under ``<out>/service``) and an in-process job
+runner; then, as a user would over REST, three jobs are queued with the service functions the
+API routes call and run to their end:
+
+1. ``train_supernet``: the 32 px preset on the bundled demo digits (sandwich rule);
+2. ``build_latency_table``: this machine's ``cpu-ort`` per-layer table, scored end to end;
+3. ``search``: an accuracy predictor fitted on real subnet evaluations, NSGA-II over accuracy
+   and ``latency:cpu-ort``, every front member validated (test top-1, measured latency) and
+   exported as a bundle.
+
+The front is read back from SQL, the most accurate member's bundle is written to
+``<out>/best_subnet`` and the front is drawn to ``<out>/pareto.png``.
+"""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from api.settings import Settings
+
+SPACE = "ofa_mbv3_d234_e346_k357_32px"
+TARGET = "cpu-ort"
+LATENCY = f"latency:{TARGET}"
+EventCallback = Callable[[str, dict[str, Any]], None]
+
+
+class QuickstartError(RuntimeError):
+    """A quickstart job ended without success; the message carries the job's error."""
+
+
+@dataclass
+class QuickstartResult:
+    """What the quickstart produced.
+
+    Attributes:
+        front: the validated Pareto front, one dict per subnet (``subnet_id``, ``arch_key``, ``arch``,
+            ``predicted``, ``validated``), by increasing latency.
+        best_bundle: the most accurate front member's bundle directory.
+        plot: the Pareto plot (PNG).
+        home: the local service state (database, artefacts, run dirs) for `hwnas serve --home`.
+        table_quality: how well the latency table predicted end-to-end measurements.
+        predictor: the accuracy predictor's held-out score.
+    """
+
+    front: list[dict[str, Any]]
+    best_bundle: Path
+    plot: Path
+    home: Path
+    table_quality: dict[str, Any] | None
+    predictor: dict[str, Any] | None
+
+
+def _run_job(runner: Any, queue: Any, job_id: int, on_event: EventCallback) -> dict[str, Any]:
+    """Run the queued job `job_id` in a thread, forwarding its progress events; returns its result."""
+    from api.db.models import JobStatus
+
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            runner.run_once()
+        except BaseException as error:  # surfaced in the calling thread
+            errors.append(error)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=work, name=f"quickstart-job-{job_id}", daemon=True)
+    thread.start()
+    seen = 0
+    while True:
+        finished = done.wait(0.25)
+        for event in queue.events(job_id, after=seen):
+            seen = event.seq
+            if event.type == "progress":
+                on_event(str(event.data.get("stage", "train")), dict(event.data))
+        if finished:
+            break
+    thread.join()
+    if errors:
+        raise errors[0]
+    job = queue.get(job_id)
+    if job.status != JobStatus.SUCCEEDED:
+        raise QuickstartError(f"{job.kind} job {job_id} ended {job.status}: {job.error_code}: {job.error_message}")
+    return dict(job.result or {})
+
+
+def run_quickstart(
+    out: Path,
+    *,
+    epochs: int = 6,
+    budget: int = 2000,
+    seed: int = 0,
+    on_event: EventCallback | None = None,
+) -> QuickstartResult:
+    """Train, measure, search, validate and export, as described in the module docstring.
+
+    Args:
+        out: output directory (created); the service state goes to ``out/service``.
+        epochs: supernet training epochs.
+        budget: search evaluations (on the predictors).
+        seed: seed of training, sampling and search.
+        on_event: called with (stage, data) for every progress event of the jobs.
+
+    Raises:
+        QuickstartError: a job failed (its error is in the message).
+    """
+    from api.auth import create_user, get_user
+    from api.db import Database, upgrade
+    from api.db.models import Subnet
+    from api.deps import ServiceContext
+    from api.schemas.searches import SearchCreate
+    from api.services import jobs, searches
+    from api.storage import LocalArtifactStore
+    from workers.executors import InProcessExecutor
+    from workers.jobs import validate_params
+    from workers.queue import JobQueue
+    from workers.runner import Runner
+
+    emit = on_event or (lambda _stage, _data: None)
+    out = Path(out)
+    settings = Settings(home=out / "service")
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url)
+    db = Database(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    queue = JobQueue(db)
+    ctx = ServiceContext(settings, db, LocalArtifactStore(settings.artifacts_path), queue)
+    runner = Runner(queue, ctx.store, settings.runs_path, executor=InProcessExecutor(), lease_s=settings.lease_s)
+    try:
+        user = get_user(db, "quickstart")
+    except KeyError:
+        user = create_user(db, "quickstart")
+
+    config = {"space": SPACE, "dataset": "demo", "strategy": "sandwich", "epochs": epochs, "batch_size": 32,
+              "seed": seed}  # fmt: skip
+    train_params = validate_params("train_supernet", {"name": "quickstart", "config": config})
+    train_job, _ = jobs.submit(ctx, user, "train_supernet", train_params, None)
+    supernet_id = int(_run_job(runner, queue, train_job.id, emit)["supernet_id"])
+
+    table_params = validate_params("build_latency_table", {"target": TARGET, "space": SPACE, "samples": 20})
+    table_job, _ = jobs.submit(ctx, user, "build_latency_table", table_params, None)
+    table_quality = _run_job(runner, queue, table_job.id, emit).get("quality")
+
+    request = SearchCreate(supernet_id=supernet_id, objectives=["accuracy", LATENCY], targets=[TARGET],
+                           algorithm="nsga2", budget=budget, seed=seed)  # fmt: skip
+    search, search_job, _ = searches.create_search(ctx, user, request, None)
+    search_result = _run_job(runner, queue, search_job.id, emit)
+
+    with db.reader() as s:
+        rows = s.scalars(select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0)).all()
+        front: list[dict[str, Any]] = [
+            {"subnet_id": r.id, "arch_key": r.arch_key, "arch": r.arch, "predicted": r.predicted or {},
+             "validated": r.validated or {}, "bundle": r.bundle_artifact_id}
+            for r in rows
+        ]  # fmt: skip
+    front.sort(key=lambda p: _value(p, LATENCY))
+    best = max(front, key=lambda p: _value(p, "accuracy"))
+    best_bundle = _write_bundle(ctx, best["bundle"], out / "best_subnet")
+    plot = _plot(front, out / "pareto.png")
+    for point in front:
+        del point["bundle"]
+    return QuickstartResult(front, best_bundle, plot, settings.home_dir, table_quality, search_result.get("predictor"))
+
+
+def _value(point: dict[str, Any], name: str) -> float:
+    """A front point's validated value of an objective, else its predicted one."""
+    return float(point["validated"].get(name, point["predicted"][name]))
+
+
+def _write_bundle(ctx: Any, artifact_id: int, directory: Path) -> Path:
+    """Unpack the stored (sha256-verified) bundle `artifact_id` into `directory`."""
+    import io
+    import shutil
+
+    from api.db.models import Artifact
+    from api.storage import read_artifact
+
+    with ctx.db.reader() as s:
+        artifact = s.get(Artifact, artifact_id)
+        data = read_artifact(ctx.store, artifact)
+    shutil.rmtree(directory, ignore_errors=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(directory)
+    return directory
+
+
+def _plot(front: list[dict[str, Any]], path: Path) -> Path:
+    """The front drawn as accuracy against latency, predicted and validated."""
+    from api.plot import plot_pareto
+
+    return plot_pareto(front, LATENCY, "accuracy", path, title="hwnas quickstart: Pareto front on cpu-ort")

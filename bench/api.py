@@ -1,0 +1,171 @@
+"""REST API load: requests/s and p50/p99 latency of the Pareto query and of search submission.
+
+A real uvicorn server (a subprocess, ``--factory api.app:create_app``) on loopback, on a fresh
+SQLite file and a fresh PostgreSQL database (``HWNAS_TEST_PG_URL``, default ``postgres@127.0.0.1:5432``,
+dropped afterwards); `--clients` concurrent httpx clients send requests back to back for `--seconds`:
+``GET /v1/searches/{id}/pareto`` of a `--points`-point front inserted through the store, and
+``POST /v1/searches``. Bar: p99 of the Pareto query <= 50 ms.
+
+    python -m bench.api --seconds 20 --clients 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from api.auth import create_token, create_user
+from api.db import Database
+from api.db.models import Search, Subnet, Supernet
+from bench.jobs import PG_ADMIN_URL, database, pg_reachable
+
+SPACE = "ofa_mbv3_d234_e346_k357_32px"
+BAR_P99_MS = 50.0
+
+
+def seed(url: str, points: int) -> tuple[str, int, int]:
+    """A user (its token), a supernet, and a search whose Pareto front has `points` subnets."""
+    from nas.spaces import get_space
+
+    space = get_space(SPACE)
+    db = Database(url)
+    user = create_user(db, "bench")
+    token = create_token(db, user.id)
+    with db.session() as s:
+        supernet = Supernet(user_id=user.id, space=SPACE, dataset="demo", strategy="sandwich", config={"space": SPACE})
+        s.add(supernet)
+        s.flush()
+        search = Search(user_id=user.id, supernet_id=supernet.id, objectives=["accuracy", "macs"],
+                        directions={"accuracy": "max", "macs": "min"}, algorithm="evolution", budget=1000)  # fmt: skip
+        s.add(search)
+        s.flush()
+        for i, arch in enumerate(space.sample(0, points)):
+            values = {"accuracy": 0.5 + i / (2 * points), "macs": 1e6 * (i + 1)}
+            s.add(Subnet(user_id=user.id, supernet_id=supernet.id, search_id=search.id, arch_key=space.key(arch),
+                         arch=arch, predicted=values, validated=values, pareto_rank=0))  # fmt: skip
+        ids = supernet.id, search.id
+    db.dispose()
+    return token, *ids
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(url: str, home: Path, port: int) -> subprocess.Popen[bytes]:
+    """uvicorn serving the app on `url`'s database; returns once it answers /readyz."""
+    env = {**os.environ, "HWNAS_DATABASE_URL": url, "HWNAS_HOME": str(home)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", "127.0.0.1", "--port",
+         str(port), "--log-level", "warning", "--no-access-log"], env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the server did not become ready in 60 s")
+
+
+async def load(base: str, token: str, clients: int, seconds: float, request: dict[str, Any]) -> tuple[list[float], int]:
+    """`clients` clients sending `request` back to back for `seconds`; latencies (s) and the error count."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits,
+                                 timeout=30) as http:  # fmt: skip
+        end = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal errors
+            while time.perf_counter() < end:
+                start = time.perf_counter()
+                response = await http.request(**request)
+                latencies.append(time.perf_counter() - start)
+                errors += response.status_code >= 400
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors
+
+
+def measure(backend: str, workdir: Path, args: argparse.Namespace) -> list[tuple[str, str, float, float, float, int]]:
+    """The figures of both requests on `backend`: (backend, request, req/s, p50 ms, p99 ms, errors)."""
+    rows = []
+    with database(backend, workdir) as url:
+        token, supernet_id, search_id = seed(url, args.points)
+        port = free_port()
+        server = start_server(url, workdir / backend, port)
+        try:
+            requests: dict[str, dict[str, Any]] = {
+                f"GET pareto ({args.points} points)": {"method": "GET", "url": f"/v1/searches/{search_id}/pareto"},
+                "POST /v1/searches": {"method": "POST", "url": "/v1/searches", "json": {
+                    "supernet_id": supernet_id, "objectives": ["accuracy", "macs"], "budget": 100}},
+            }  # fmt: skip
+            for name, request in requests.items():
+                started = time.perf_counter()
+                latencies, errors = asyncio.run(load(f"http://127.0.0.1:{port}", token, args.clients, args.seconds,
+                                                     request))  # fmt: skip
+                elapsed = time.perf_counter() - started
+                ms = np.asarray(latencies) * 1e3
+                row = (backend, name, len(ms) / elapsed, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
+                       errors)  # fmt: skip
+                print(f"{backend}: {name}: {row[2]:.0f} req/s, p50 {row[3]:.1f} ms, p99 {row[4]:.1f} ms, "
+                      f"{errors} errors")  # fmt: skip
+                rows.append(row)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="load duration per request kind")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
+    parser.add_argument("--points", type=int, default=200, help="Pareto points of the queried search")
+    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite and/or postgres")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    backends = args.backends.split(",")
+    if "postgres" in backends and not pg_reachable():
+        print(f"PostgreSQL not reachable at {PG_ADMIN_URL}: skipped")
+        backends.remove("postgres")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hwnas-bench-api-") as tmp:
+        for backend in backends:
+            rows += measure(backend, Path(tmp), args)
+    lines = ["| database | request | req/s | p50 (ms) | p99 (ms) | errors |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {b} | {n} | {r:.0f} | {p50:.1f} | {p99:.1f} | {e} |" for b, n, r, p50, p99, e in rows]
+    pareto_p99 = [p99 for _, n, _, _, p99, _ in rows if n.startswith("GET pareto")]
+    verdict = "met" if pareto_p99 and max(pareto_p99) <= BAR_P99_MS else "not met"
+    body = (
+        f"{args.clients} concurrent clients (httpx, asyncio, keep-alive) against one uvicorn worker process on "
+        f"loopback, {args.seconds:g} s per request kind, clients and server on the same machine. Bar: p99 of "
+        f"the Pareto query <= {BAR_P99_MS:g} ms: {verdict}.\n\n" + "\n".join(lines)
+    )
+    print(body)
+    if not args.no_record:
+        from bench.report import record
+
+        record("bench.api", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The latency-table and search job kinds, for real: a tiny supernet on the demo set, cpu-ort tables, a search."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from api.db import Database, upgrade
+from api.db.models import Artifact, LatencyMeasurement, LatencyTable, Search, Subnet
+from api.db.models import Target as TargetRow
+from api.storage import LocalArtifactStore, read_artifact
+from nas.export import load_bundle
+from nas.spaces import get_space
+from predictors.latency import LookupTable, Target, list_targets, register_target
+from workers.jobs import validate_params
+from workers.queue import JobQueue
+from workers.runner import Runner
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = "ofa_mbv3_d234_e346_k357_32px"
+TINY = {"dataset": "demo", "epochs": 1, "batch_size": 32, "train_images": 64, "num_random": 1, "bn_recal_images": 64}
+FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "runs": 3, "retries": 0}
+
+
+class Service:
+    """A store, a queue and an in-process runner in a temporary directory."""
+
+    def __init__(self, root: Path) -> None:
+        url = f"sqlite:///{root / 'hwnas.db'}"
+        upgrade(url)
+        self.db = Database(url)
+        self.queue = JobQueue(self.db)
+        self.store = LocalArtifactStore(root / "artifacts")
+        self.runner = Runner(self.queue, self.store, root / "runs", lease_s=60, progress_interval_s=0)
+        self.supernet_id = 0
+
+    def run(self, kind: str, params: dict[str, Any]) -> Any:
+        job, _ = self.queue.submit(kind, validate_params(kind, params))
+        done = self.runner.run_once()
+        assert done is not None and done.id == job.id
+        return done
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = Service(tmp_path_factory.mktemp("service"))
+    trained = svc.run("train_supernet", {"config": TINY})
+    assert trained.status.value == "SUCCEEDED", trained.error_message
+    svc.supernet_id = trained.result["supernet_id"]
+    yield svc
+    svc.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def table_job(service: Service) -> Any:
+    job = service.run("build_latency_table", {"target": "cpu-ort", "space": SPACE, "samples": 4, "settings": FAST})
+    assert job.status.value == "SUCCEEDED", job.error_message
+    return job
+
+
+def test_latency_table_job_measures_and_scores_the_table(service: Service, table_job: Any) -> None:
+    with service.db.reader() as s:
+        row = s.scalars(select(LatencyTable).where(LatencyTable.job_id == table_job.id)).one()
+        artifact = s.get(Artifact, row.artifact_id)
+        target = s.get(TargetRow, row.target_id)
+        measured = s.scalars(select(LatencyMeasurement).where(LatencyMeasurement.target_id == row.target_id)).all()
+    assert target is not None and target.name == "cpu-ort" and row.kind == "lut" and row.space == SPACE
+    assert artifact is not None and artifact.kind == "latency_table"
+    table = LookupTable.from_dict(json.loads(read_artifact(service.store, artifact)))
+    space = get_space(SPACE)
+    assert table.resolutions == list(space.resolutions)
+    assert len(measured) == 4 and all(m.latency_ms > 0 for m in measured)
+    predicted = table.predict([m.arch for m in measured])
+    assert np.all(predicted > 0)
+    assert row.quality is not None and row.quality["n"] == 4 and 0 <= row.quality["within_10"] <= 1
+
+
+def test_search_job_validates_and_exports_the_front(service: Service, table_job: Any) -> None:
+    params = {
+        "supernet_id": service.supernet_id,
+        "space": SPACE,
+        "objectives": ["accuracy", "latency:cpu-ort"],
+        "directions": {"accuracy": "max", "latency:cpu-ort": "min"},
+        "targets": ["cpu-ort"],
+        "algorithm": "nsga2",
+        "budget": 300,
+        "predictor_samples": 12,
+        "export_limit": 3,
+        "measure": FAST,
+    }
+    job = service.run("search", params)
+    assert job.status.value == "SUCCEEDED", job.error_message
+    result = job.result
+    assert result["n_evaluations"] == 300 and result["reason"] is None and result["hypervolume"] > 0
+    assert result["predictor"]["samples"] == 12 and result["built_tables"] == []
+    with service.db.reader() as s:
+        search = s.scalars(select(Search).where(Search.job_id == job.id)).one()
+        subnets = s.scalars(select(Subnet).where(Subnet.search_id == search.id)).all()
+        bundles = {sub.id: s.get(Artifact, sub.bundle_artifact_id) for sub in subnets}
+    assert search.hypervolume == result["hypervolume"] and 1 <= len(subnets) <= 3
+    assert sorted(sub.id for sub in subnets) == sorted(result["subnet_ids"])
+    space = get_space(SPACE)
+    for sub in subnets:
+        assert sub.pareto_rank == 0 and sub.arch_key == space.key(sub.arch)
+        assert set(sub.predicted or {}) == {"accuracy", "latency:cpu-ort"}
+        assert sub.validated is not None and 0 <= sub.validated["accuracy"] <= 1
+        assert sub.validated["latency:cpu-ort"] > 0
+        bundle = bundles[sub.id]
+        assert bundle is not None
+        read_artifact(service.store, bundle)  # verifies the sha256
+        assert load_bundle(service.store.path(bundle.key)).meta["arch"] == sub.arch
+
+
+def test_search_job_reports_an_infeasible_constraint(service: Service, table_job: Any) -> None:
+    params = {
+        "supernet_id": service.supernet_id,
+        "space": SPACE,
+        "objectives": ["macs", "latency:cpu-ort"],
+        "directions": {"macs": "min", "latency:cpu-ort": "min"},
+        "constraints": {"latency:cpu-ort": 1e-6},
+        "targets": ["cpu-ort"],
+        "algorithm": "evolution",
+        "budget": 500,
+        "measure": FAST,
+    }
+    job = service.run("search", params)
+    assert job.status.value == "SUCCEEDED", job.error_message
+    assert job.result["members"] == [] and "latency:cpu-ort" in job.result["reason"]
+
+
+def test_search_job_needs_a_table_for_a_remote_target(service: Service) -> None:
+    spec = {"name": "test-rpi4-ort", "device": "rpi4", "threads": 4, "remote": True}
+    if "test-rpi4-ort" not in list_targets():
+        register_target(Target.from_dict(spec))
+    params = {
+        "supernet_id": service.supernet_id,
+        "space": SPACE,
+        "objectives": ["latency:test-rpi4-ort"],
+        "directions": {"latency:test-rpi4-ort": "min"},
+        "targets": ["test-rpi4-ort"],
+        "algorithm": "random",
+        "budget": 10,
+    }
+    job = service.run("search", params)
+    assert (job.status.value, job.error_code) == ("FAILED", "no_latency_model")
+    assert "test-rpi4-ort" in job.error_message
+
+
+def test_search_params_are_checked_at_submission() -> None:
+    base = {"supernet_id": 1, "space": SPACE, "directions": {}, "algorithm": "nsga2", "budget": 10}
+    with pytest.raises(ValueError, match="latency:<one of"):
+        validate_params("search", {**base, "objectives": ["latency:cpu-ort"], "targets": []})
+    with pytest.raises(ValueError, match="budget"):
+        validate_params("search", {**base, "objectives": ["macs"], "budget": 0})
+    with pytest.raises(ValueError, match="unknown space"):
+        validate_params("build_latency_table", {"target": "cpu-ort", "space": "nope"})
+    with pytest.raises(ValueError, match="runs"):
+        validate_params("build_latency_table", {"target": "cpu-ort", "space": SPACE, "settings": {"runs": 0}})
