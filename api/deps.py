@@ -13,6 +13,7 @@ from api.auth import authenticate
 from api.db import Database, utcnow
 from api.db.models import User
 from api.errors import ApiError
+from api.services.fronts import FrontCache
 from api.settings import Settings
 from api.storage import ArtifactStore
 from workers.queue import JobQueue
@@ -31,6 +32,7 @@ class ServiceContext:
         max_body_bytes: larger request bodies get 413.
         agent_lease_s: default lease of a measurement task handed to an agent.
         sse_poll_s: how often an event stream looks for new events.
+        fronts: rendered Pareto fronts of ended searches.
     """
 
     settings: Settings
@@ -41,6 +43,7 @@ class ServiceContext:
     max_body_bytes: int = 16 << 20
     agent_lease_s: float = 300.0
     sse_poll_s: float = 0.5
+    fronts: FrontCache = field(default_factory=FrontCache)
 
 
 def get_context(request: Request) -> ServiceContext:

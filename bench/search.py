@@ -82,16 +82,29 @@ def bench_speed(args: argparse.Namespace) -> str:
 
 
 class SupernetData:
-    """A trained supernet, its space, and cached real evaluations (val for predictors and search)."""
+    """A trained supernet, its space, and cached real evaluations.
 
-    def __init__(self, run_dir: str, out: Path) -> None:
+    Predictor data sets are top-1 on the whole validation split; the searches' real evaluations
+    (`measure`) use its first `search_val_images` images (all when None), to keep them affordable.
+    """
+
+    def __init__(self, run_dir: str, out: Path, search_val_images: int | None = None) -> None:
+        from nas.data.core import Split
         from nas.train import load_run
+        from nas.train.evaluate import data_for
 
         self.run = load_run(run_dir)
         self.space = self.run.supernet.space
         self.out = out
-        self.cache = EvaluationCache(out / "val.json", self.space, "val")
-        self._top1 = supernet_top1(self.run.supernet, "val")
+        options: dict[str, Any] = {}
+        if search_val_images:
+            data, splits = data_for(self.run.supernet)
+            val = splits["val"]
+            options = {"data": data, "splits": {**splits, "val": Split(val.images[:search_val_images],
+                                                                        val.labels[:search_val_images])}}  # fmt: skip
+        self.search_images = len(options["splits"]["val"].labels) if options else None
+        self.cache = EvaluationCache(out / f"val{search_val_images or ''}.json", self.space, "val")
+        self._top1 = supernet_top1(self.run.supernet, "val", **options)
 
     def measure(self, archs: list[Any]) -> np.ndarray:
         missing = self.cache.missing(archs)
@@ -126,12 +139,22 @@ def evaluations_to_reach(result: Any, ref: dict[str, float], target: float, step
     return None
 
 
+def second_objective(args: argparse.Namespace, space: SearchSpace) -> tuple[Any, str, str]:
+    """The latency table given with --latency (objective "lat", ms), else MACs in millions ("mmacs")."""
+    if args.latency:
+        from predictors.latency import LookupTable
+
+        table = LookupTable.load(args.latency)
+        return table, "lat", f"latency from the {table.target} lookup table {args.latency} (ms)"
+    return CostObjective(space, "macs", 1e6), "mmacs", "MACs in millions (no --latency table given)"
+
+
 def bench_quality(args: argparse.Namespace, data: SupernetData) -> str:
     archs, acc = data.dataset(args.n_train, seed=1000)
     pred = AccuracyPredictor(data.space, "mlp").fit(archs, acc)
-    mmacs = CostObjective(data.space, "macs", 1e6)
+    cost, second, cost_note = second_objective(args, data.space)
     sample = data.space.sample_matrix(0, 5000)
-    ref = {"acc": float(pred.predict_matrix(sample).min()), "mmacs": float(mmacs.predict_matrix(sample).max())}
+    ref = {"acc": float(pred.predict_matrix(sample).min()), second: float(cost.predict_matrix(sample).max())}
     budget, step = args.budget, max(1, args.budget // 20)
     points = list(range(step, budget + 1, step))
     runs: dict[str, dict[str, Any]] = {
@@ -142,7 +165,7 @@ def bench_quality(args: argparse.Namespace, data: SupernetData) -> str:
     }
     quarter, half = points[len(points) // 4 - 1], points[len(points) // 2 - 1]
     lines = [
-        f"### Quality per evaluation (predictor fitted on {len(archs)} real evaluations; MACs as objective 2)\n",
+        f"### Quality per evaluation (predictor fitted on {len(archs)} real evaluations; objective 2: {cost_note})\n",
         f"reference {ref}; hypervolume at {quarter}, {half}, {budget} evaluations:\n",
     ]
     finals: dict[str, list[float]] = {}
@@ -151,7 +174,7 @@ def bench_quality(args: argparse.Namespace, data: SupernetData) -> str:
     for name, kw in runs.items():
         curves = []
         for seed in range(args.seeds):
-            result = search(data.space, {"acc": pred, "mmacs": mmacs}, {"acc": "max", "mmacs": "min"}, budget=budget,
+            result = search(data.space, {"acc": pred, second: cost}, {"acc": "max", second: "min"}, budget=budget,
                             seed=seed, **kw)  # fmt: skip
             curves.append(hv_curve(result, ref, points))
             if name == "nsga2":
@@ -167,11 +190,11 @@ def bench_quality(args: argparse.Namespace, data: SupernetData) -> str:
         hit = evaluations_to_reach(result, ref, target, step)
         reach.append(float(hit) if hit is not None else float("nan"))
     for quantile in (0.25, 0.5, 0.75):
-        cap = float(np.quantile(mmacs.predict_matrix(sample), quantile))
-        accs = [max((v["acc"] for _, v in search(data.space, {"acc": pred, "mmacs": mmacs}, {"acc": "max"},
-                     {"mmacs": cap}, algorithm="evolution", budget=budget, seed=s).pareto), default=float("nan"))
+        cap = float(np.quantile(cost.predict_matrix(sample), quantile))
+        accs = [max((v["acc"] for _, v in search(data.space, {"acc": pred, second: cost}, {"acc": "max"},
+                     {second: cap}, algorithm="evolution", budget=budget, seed=s).pareto), default=float("nan"))
                 for s in range(args.seeds)]  # fmt: skip
-        lines.append(f"- evolution, mmacs <= {cap:.1f}: best predicted acc {mean_std(accs, '.4f')}")
+        lines.append(f"- evolution, {second} <= {cap:.4g}: best predicted acc {mean_std(accs, '.4f')}")
     lines.append(f"\nnsga2 evaluations to reach Optuna NSGA-II's final hypervolume ({target:.4g}): "
                  f"{mean_std(reach, '.0f')} of {budget} (bar: <= {budget // 2})")  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -192,7 +215,8 @@ def bench_linas(args: argparse.Namespace, data: SupernetData) -> str:
     finals = {n: [r.hypervolume(ref) for r in rs] for n, rs in results.items()}
     target = float(np.mean(finals["random"]))
     reach = [evaluations_to_reach(r, ref, target, step) for r in results["linas"]]
-    lines = [f"### Expensive evaluations (real supernet top-1 on val, {budget} evaluations)\n"]
+    images = f"the first {data.search_images} images of val" if data.search_images else "val"
+    lines = [f"### Expensive evaluations (real supernet top-1 on {images}, {budget} evaluations)\n"]
     lines += [f"- {n}: final hypervolume {mean_std(v, '.4g')}" for n, v in finals.items()]
     reached = [float(x) if x is not None else float("nan") for x in reach]
     lines.append(f"\nlinas evaluations to reach random's final hypervolume: {mean_std(reached, '.0f')} "
@@ -217,12 +241,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--which", default="speed,quality,linas,predictor")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--lut", help="predictors.latency.LookupTable file for the speed run")
+    parser.add_argument("--latency", help="quality: the small-input preset's LookupTable file (else MACs)")
     parser.add_argument("--predictor", help="saved AccuracyPredictor directory for the speed run (w1.2 space)")
     parser.add_argument("--generations", type=int, default=500, help="speed run: generations of 100")
     parser.add_argument("--supernet", help="train_supernet run directory (quality, linas, predictor)")
     parser.add_argument("--out", default="runs/bench_search", help="cache of real evaluations")
     parser.add_argument("--budget", type=int, default=2000, help="quality: evaluations per search")
     parser.add_argument("--real-budget", type=int, default=200, help="linas: real evaluations per search")
+    parser.add_argument("--search-val-images", type=int, help="linas: real evaluations on this many val images")
     parser.add_argument("--n-train", type=int, default=1000, help="predictor training subnets")
     parser.add_argument("--n-test", type=int, default=200, help="held-out subnets")
     args = parser.parse_args(argv)
@@ -237,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     if needs_supernet:
         if not args.supernet:
             parser.error(f"--which {','.join(needs_supernet)} needs --supernet RUN_DIR")
-        data = SupernetData(args.supernet, Path(args.out))
+        data = SupernetData(args.supernet, Path(args.out), args.search_val_images)
         for name, fn in (("quality", bench_quality), ("linas", bench_linas), ("predictor", bench_predictor)):
             if name in which:
                 sections.append(fn(args, data))

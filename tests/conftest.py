@@ -127,3 +127,35 @@ def store_db(db_url: str) -> Iterator[Any]:
         yield db
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def users(ctx: Any) -> Any:
+    """Two users with tokens on the module's service context `ctx` (see api_helpers.make_users)."""
+    from api_helpers import make_users
+
+    return make_users(ctx.db)
+
+
+@pytest.fixture
+def client(ctx: Any) -> Iterator[Any]:
+    """A TestClient of the app on the module's service context `ctx`."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(context=ctx)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray with 2 CPUs for the module (reused if one is already running)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()

@@ -43,17 +43,6 @@ def ctx(tmp_path: Path, clock: FakeClock) -> Iterator[ServiceContext]:
     context.db.dispose()
 
 
-@pytest.fixture
-def users(ctx: ServiceContext) -> Users:
-    return make_users(ctx.db)
-
-
-@pytest.fixture
-def client(ctx: ServiceContext) -> Iterator[TestClient]:
-    with TestClient(create_app(context=ctx)) as c:
-        yield c
-
-
 def setup_target(client: TestClient, users: Users) -> tuple[int, int, int]:
     """A target of A, two agents of A for it, one queued task; returns (agent 1, agent 2, task)."""
     assert client.post("/v1/targets", json={"name": "board-ort", "device": "arm"}, headers=users.a).status_code == 201

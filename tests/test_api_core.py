@@ -26,17 +26,6 @@ def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
     context.db.dispose()
 
 
-@pytest.fixture
-def users(ctx: ServiceContext) -> Users:
-    return make_users(ctx.db)
-
-
-@pytest.fixture
-def client(ctx: ServiceContext) -> Iterator[TestClient]:
-    with TestClient(create_app(context=ctx)) as c:
-        yield c
-
-
 def add_supernet(ctx: ServiceContext, user_id: int) -> int:
     with ctx.db.session() as s:
         row = Supernet(user_id=user_id, space=SPACE, dataset="demo", strategy="sandwich", config={"space": SPACE})
@@ -215,4 +204,26 @@ def test_job_events_stream_resumes_with_last_event_id(client: TestClient, ctx: S
     assert '"status":"SUCCEEDED"' in events[-1]
     resumed = client.get(url, headers={**users.a, "Last-Event-ID": "3"}).text
     assert [b.split("\n")[0] for b in resumed.split("\n\n") if b.startswith("id:")] == ["id: 4", "id: 5"]
+    assert client.get(url, headers=users.b).status_code == 404
+
+
+def test_pareto_of_an_ended_search_is_rendered_once(client: TestClient, ctx: ServiceContext, users: Users) -> None:
+    search = client.post("/v1/searches", json=search_body(add_supernet(ctx, users.a_id)), headers=users.a).json()
+    url = f"/v1/searches/{search['id']}/pareto"
+
+    def add(key: str) -> None:
+        with ctx.db.session() as s:
+            s.add(Subnet(user_id=users.a_id, supernet_id=search["supernet_id"], search_id=search["id"], arch_key=key,
+                         arch={"r": 32}, predicted={"accuracy": 0.5}, pareto_rank=0))  # fmt: skip
+
+    add("k0")
+    assert [p["arch_key"] for p in client.get(url, headers=users.a).json()["points"]] == ["k0"]
+    add("k1")  # still queued: the front is read again
+    assert [p["arch_key"] for p in client.get(url, headers=users.a).json()["points"]] == ["k0", "k1"]
+    ctx.queue.cancel(search["job_id"], user_id=users.a_id)  # ended: from now on the front is fixed
+    ended = client.get(url, headers=users.a)
+    assert ended.json()["status"] == "CANCELLED" and ctx.fronts.get(search["id"], "json") is not None
+    add("k2")  # cannot happen after the end; shows the cached rendering is served
+    again = client.get(url, headers=users.a)
+    assert again.content == ended.content and again.headers["content-type"] == "application/json"
     assert client.get(url, headers=users.b).status_code == 404

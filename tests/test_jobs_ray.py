@@ -37,16 +37,6 @@ def make_runner(queue: JobQueue, tmp_path: Path) -> Runner:
     )  # fmt: skip
 
 
-@pytest.fixture
-def local_ray() -> Iterator[None]:
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def test_jobs_run_on_a_local_ray(queue: JobQueue, tmp_path: Path, local_ray: None) -> None:
     runner = make_runner(queue, tmp_path)
     ok, _ = queue.submit("noop", {"steps": 3})

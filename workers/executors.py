@@ -8,6 +8,7 @@ events to `on_event` as they happen, return its result, raise its exception, and
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from abc import ABC, abstractmethod
@@ -91,8 +92,9 @@ def _ray_work(kind_name: str, params: dict[str, Any], inputs: dict[str, Any], ct
 class RayExecutor(Executor):
     """The work runs as a Ray task that asks for the kind's CPUs and custom resources.
 
-    Joins the cluster at `address` (default: ``RAY_ADDRESS``, else a new local Ray) on first use,
-    unless Ray is already initialised in this process. Cancellation kills the task
+    Joins the cluster at `address` (default: ``RAY_ADDRESS``, else a new local Ray that advertises
+    ``target:<name>`` for the targets measurable here) on first use, unless Ray is already
+    initialised in this process. Cancellation kills the task
     (``ray.cancel(force=True)``).
 
     Args:
@@ -109,7 +111,13 @@ class RayExecutor(Executor):
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.address, **{"log_to_driver": False, **self.init_kwargs})
+            kwargs = {"log_to_driver": False, **self.init_kwargs}
+            if self.address is None and not os.environ.get("RAY_ADDRESS") and "resources" not in kwargs:
+                # A new local Ray offers the targets this machine measures, so their jobs can be scheduled.
+                from workers.latency import local_target_resources
+
+                kwargs["resources"] = local_target_resources()
+            ray.init(address=self.address, **kwargs)
         if self._remote is None:
             self._remote = ray.remote(num_returns="streaming")(_ray_work)
         return self._remote

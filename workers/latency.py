@@ -28,6 +28,13 @@ def target_resource(target: Target | str) -> str:
     return f"target:{target if isinstance(target, str) else target.name}"
 
 
+def local_target_resources() -> dict[str, float]:
+    """One unit of ``target:<name>`` per registered target this machine can measure (for a local Ray)."""
+    from predictors.latency import list_targets
+
+    return {target_resource(name): 1.0 for name in list_targets() if get_target(name).available}
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     """A measurement and when and where its task ran.

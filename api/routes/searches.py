@@ -17,9 +17,11 @@ from api.errors import ERROR_RESPONSES, not_found
 from api.routes.common import IdempotencyKey, ResourceId, accepted
 from api.schemas.common import Page as PageOut
 from api.schemas.searches import ParetoOut, ParetoPoint, SearchCreate, SearchOut
+from api.services.fronts import RenderedFront
 from api.services.pages import paginate
 from api.services.searches import create_search
 
+MEDIA = {"json": "application/json", "csv": "text/csv"}
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=ERROR_RESPONSES)
 
 
@@ -89,6 +91,12 @@ def pareto(
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> ParetoOut:
     """The search's Pareto front: each point's subnet id, arch, predicted and validated objective values."""
+    media = MEDIA[format]
+    cached = ctx.fronts.get(search_id, format)
+    if cached is not None:
+        if cached.user_id != user.id:
+            raise not_found("search", search_id)
+        return Response(cached.body, media_type=media)  # type: ignore[return-value]
     with ctx.db.reader() as s:
         search, status = _user_search(s, user, search_id)
         query = select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0).order_by(Subnet.id)
@@ -106,9 +114,10 @@ def pareto(
     front = ParetoOut(
         search_id=search.id, status=status, objectives=search.objectives, directions=search.directions, points=points
     )
-    if format == "csv":
-        return Response(_csv(front), media_type="text/csv")  # type: ignore[return-value]
-    return front
+    body = _csv(front).encode() if format == "csv" else front.model_dump_json().encode()
+    if status is not None and status.terminal:
+        ctx.fronts.put(search_id, format, RenderedFront(search.user_id, body))
+    return Response(body, media_type=media)  # type: ignore[return-value]
 
 
 def _csv(front: ParetoOut) -> str:

@@ -1,0 +1,49 @@
+"""A cache of rendered Pareto fronts: a finished search's front never changes, so it is rendered once."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RenderedFront:
+    """A front rendered in one format, and whose it is.
+
+    Attributes:
+        user_id: the owner of the search (others get a 404, as for an uncached front).
+        body: the response body.
+    """
+
+    user_id: int | None
+    body: bytes
+
+
+class FrontCache:
+    """A thread-safe LRU of rendered fronts of ended searches, keyed by (search id, format).
+
+    Args:
+        max_entries: how many rendered fronts to keep.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple[int, str], RenderedFront] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, search_id: int, fmt: str) -> RenderedFront | None:
+        """The cached rendering, or None."""
+        with self._lock:
+            item = self._items.get((search_id, fmt))
+            if item is not None:
+                self._items.move_to_end((search_id, fmt))
+            return item
+
+    def put(self, search_id: int, fmt: str, front: RenderedFront) -> None:
+        """Keep a rendering of an ended search's front (evicting the least recently used)."""
+        with self._lock:
+            self._items[(search_id, fmt)] = front
+            self._items.move_to_end((search_id, fmt))
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
