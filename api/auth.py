@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import time
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -117,3 +119,37 @@ def ensure_first_user(db: Database, name: str = "admin") -> str | None:
             return None
     user = create_user(db, name, is_admin=True)
     return create_token(db, user.id, name="first start")
+
+
+class TokenCache:
+    """Recently authenticated tokens (by hash) and their users, for `ttl_s` seconds.
+
+    Saves the database lookup on every request of a busy client; a revoked token keeps working
+    for at most `ttl_s` in a process that has just seen it. Unknown tokens are never cached.
+
+    Args:
+        ttl_s: how long an entry is trusted (0 disables the cache).
+        max_entries: entries kept; the oldest go first.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._items: dict[str, tuple[float, User]] = {}
+        self._lock = threading.Lock()
+
+    def user(self, db: Database, token: str) -> User | None:
+        """The token's user, from the cache while fresh, else from `authenticate`."""
+        key = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        user = authenticate(db, token)
+        if user is not None and self.ttl_s > 0:
+            with self._lock:
+                if len(self._items) >= self.max_entries:
+                    self._items.pop(next(iter(self._items)))
+                self._items[key] = (now, user)
+        return user

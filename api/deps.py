@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from api.auth import authenticate
+from api.auth import TokenCache
 from api.db import Database, utcnow
 from api.db.models import User
 from api.errors import ApiError
@@ -33,6 +33,7 @@ class ServiceContext:
         agent_lease_s: default lease of a measurement task handed to an agent.
         sse_poll_s: how often an event stream looks for new events.
         fronts: rendered Pareto fronts of ended searches.
+        tokens: recently authenticated tokens (a revoked token works up to its TTL longer).
     """
 
     settings: Settings
@@ -44,6 +45,7 @@ class ServiceContext:
     agent_lease_s: float = 300.0
     sse_poll_s: float = 0.5
     fronts: FrontCache = field(default_factory=FrontCache)
+    tokens: TokenCache = field(default_factory=TokenCache)
 
 
 def get_context(request: Request) -> ServiceContext:
@@ -65,7 +67,7 @@ def current_user(request: Request, ctx: Context) -> User:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'")
-    user = authenticate(ctx.db, token.strip())
+    user = ctx.tokens.user(ctx.db, token.strip())
     if user is None:
         raise ApiError(401, "unauthorized", "invalid or revoked API token")
     return user

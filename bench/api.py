@@ -143,7 +143,9 @@ def load_wrk(base: str, token: str, clients: int, seconds: float, request: dict[
         ["wrk", "-t2", f"-c{clients}", f"-d{seconds:g}s", "--latency", "-s", str(script), base + request["url"]],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    found = {m[0]: _ms(m[1]) for m in re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)}
+    found = {m[0]: _ms(m[1]) for m in re.findall(r"^\s*(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.M)}
+    if set(found) != {"50", "99"}:
+        raise RuntimeError(f"could not read wrk's latency distribution from:\n{out}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rate, found["50"], found["99"], int(errors.group(1)) if errors else 0

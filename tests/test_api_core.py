@@ -227,3 +227,20 @@ def test_pareto_of_an_ended_search_is_rendered_once(client: TestClient, ctx: Ser
     again = client.get(url, headers=users.a)
     assert again.content == ended.content and again.headers["content-type"] == "application/json"
     assert client.get(url, headers=users.b).status_code == 404
+
+
+@pytest.mark.parametrize("ttl_s", [0.0, 0.05])
+def test_a_revoked_token_stops_working_within_the_cache_ttl(tmp_path: Path, ttl_s: float) -> None:
+    import time
+
+    from api.auth import TokenCache, create_token, create_user, revoke_token
+
+    context = make_context(tmp_path, tokens=TokenCache(ttl_s=ttl_s))
+    token = create_token(context.db, create_user(context.db, "carol").id)
+    headers = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(context=context)) as c:
+        assert c.get("/v1/searches", headers=headers).status_code == 200
+        assert revoke_token(context.db, token)
+        time.sleep(ttl_s * 4)
+        assert c.get("/v1/searches", headers=headers).status_code == 401
+    context.db.dispose()
