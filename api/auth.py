@@ -138,18 +138,22 @@ class TokenCache:
         self._items: dict[str, tuple[float, User]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str) -> User | None:
+        """The token's user if the cache holds a fresh entry (no database access), else None."""
+        with self._lock:
+            hit = self._items.get(hash_token(token))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.ttl_s else None
+
     def user(self, db: Database, token: str) -> User | None:
         """The token's user, from the cache while fresh, else from `authenticate`."""
-        key = hash_token(token)
+        user = self.cached(token)
+        if user is not None:
+            return user
         now = time.monotonic()
-        with self._lock:
-            hit = self._items.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
         user = authenticate(db, token)
         if user is not None and self.ttl_s > 0:
             with self._lock:
                 if len(self._items) >= self.max_entries:
                     self._items.pop(next(iter(self._items)))
-                self._items[key] = (now, user)
+                self._items[hash_token(token)] = (now, user)
         return user

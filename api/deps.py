@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import TokenCache
 from api.db import Database, utcnow
@@ -48,7 +49,7 @@ class ServiceContext:
     tokens: TokenCache = field(default_factory=TokenCache)
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     """The app's `ServiceContext`."""
     ctx: ServiceContext = request.app.state.context
     return ctx
@@ -57,8 +58,10 @@ def get_context(request: Request) -> ServiceContext:
 Context = Annotated[ServiceContext, Depends(get_context)]
 
 
-def current_user(request: Request, ctx: Context) -> User:
+async def current_user(request: Request, ctx: Context) -> User:
     """The user of the request's ``Authorization: Bearer <token>``.
+
+    Async, so that a cached token costs no trip through the thread pool; a lookup runs there.
 
     Raises:
         ApiError: 401 when the header is missing, malformed, or the token is unknown or revoked.
@@ -67,7 +70,8 @@ def current_user(request: Request, ctx: Context) -> User:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'")
-    user = ctx.tokens.user(ctx.db, token.strip())
+    token = token.strip()
+    user = ctx.tokens.cached(token) or await run_in_threadpool(ctx.tokens.user, ctx.db, token)
     if user is None:
         raise ApiError(401, "unauthorized", "invalid or revoked API token")
     return user

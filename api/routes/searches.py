@@ -10,9 +10,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.db.models import Job, JobStatus, Search, Subnet, User
-from api.deps import Context, CurrentUser, Page
+from api.deps import Context, CurrentUser, Page, ServiceContext
 from api.errors import ERROR_RESPONSES, not_found
 from api.routes.common import IdempotencyKey, ResourceId, accepted
 from api.schemas.common import Page as PageOut
@@ -84,40 +85,38 @@ def cancel_search(search_id: ResourceId, ctx: Context, user: CurrentUser) -> Sea
     "/{search_id}/pareto",
     responses={200: {"content": {"text/csv": {"example": "subnet_id,arch_key,pareto_rank,predicted.accuracy,...\n"}}}},
 )
-def pareto(
+async def pareto(
     search_id: ResourceId,
     ctx: Context,
     user: CurrentUser,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> ParetoOut:
     """The search's Pareto front: each point's subnet id, arch, predicted and validated objective values."""
-    media = MEDIA[format]
     cached = ctx.fronts.get(search_id, format)
-    if cached is not None:
-        if cached.user_id != user.id:
-            raise not_found("search", search_id)
-        return Response(cached.body, media_type=media)  # type: ignore[return-value]
+    if cached is None:  # render it in the thread pool (database + serialisation); cached once the search ended
+        cached = await run_in_threadpool(_render_front, ctx, user, search_id, format)
+    if cached.user_id != user.id:
+        raise not_found("search", search_id)
+    return Response(cached.body, media_type=MEDIA[format])  # type: ignore[return-value]
+
+
+def _render_front(ctx: ServiceContext, user: User, search_id: int, fmt: str) -> RenderedFront:
+    """The front rendered as JSON or CSV; kept in `ctx.fronts` when the search has ended."""
     with ctx.db.reader() as s:
         search, status = _user_search(s, user, search_id)
         query = select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0).order_by(Subnet.id)
         points = [
-            ParetoPoint(
-                subnet_id=r.id,
-                arch_key=r.arch_key,
-                arch=r.arch,
-                predicted=r.predicted,
-                validated=r.validated,
-                pareto_rank=r.pareto_rank,
-            )
+            ParetoPoint(subnet_id=r.id, arch_key=r.arch_key, arch=r.arch, predicted=r.predicted,
+                        validated=r.validated, pareto_rank=r.pareto_rank)
             for r in s.scalars(query)
-        ]
+        ]  # fmt: skip
     front = ParetoOut(
         search_id=search.id, status=status, objectives=search.objectives, directions=search.directions, points=points
     )
-    body = _csv(front).encode() if format == "csv" else front.model_dump_json().encode()
+    rendered = RenderedFront(search.user_id, _csv(front).encode() if fmt == "csv" else front.model_dump_json().encode())
     if status is not None and status.terminal:
-        ctx.fronts.put(search_id, format, RenderedFront(search.user_id, body))
-    return Response(body, media_type=media)  # type: ignore[return-value]
+        ctx.fronts.put(search_id, fmt, rendered)
+    return rendered
 
 
 def _csv(front: ParetoOut) -> str:
