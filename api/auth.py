@@ -122,13 +122,16 @@ def ensure_first_user(db: Database, name: str = "admin") -> str | None:
 
 
 class TokenCache:
-    """Recently authenticated tokens (by hash) and their users, for `ttl_s` seconds.
+    """Recently authenticated tokens (by hash) and their users.
 
-    Saves the database lookup on every request of a busy client; a revoked token keeps working
-    for at most `ttl_s` in a process that has just seen it. Unknown tokens are never cached.
+    Saves the database lookup on every request of a busy client. An entry is fresh for `ttl_s`;
+    for another `ttl_s` after that, one request looks the token up again while the others keep
+    using the entry (so a busy client does not send a burst of lookups at every expiry). A revoked
+    token therefore keeps working for at most ``2 * ttl_s`` in a process that has just seen it.
+    Unknown tokens are never cached.
 
     Args:
-        ttl_s: how long an entry is trusted (0 disables the cache).
+        ttl_s: how long an entry is fresh (0 disables the cache).
         max_entries: entries kept; the oldest go first.
     """
 
@@ -136,24 +139,38 @@ class TokenCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._items: dict[str, tuple[float, User]] = {}
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     def cached(self, token: str) -> User | None:
-        """The token's user if the cache holds a fresh entry (no database access), else None."""
+        """The token's user from the cache (no database access), or None when it must be looked up."""
+        key = hash_token(token)
         with self._lock:
-            hit = self._items.get(hash_token(token))
-        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.ttl_s else None
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            age = time.monotonic() - hit[0]
+            if age < self.ttl_s or (age < 2 * self.ttl_s and key in self._refreshing):
+                return hit[1]
+            if age < 2 * self.ttl_s:
+                self._refreshing.add(key)  # this caller looks it up; the others keep the entry meanwhile
+            return None
 
     def user(self, db: Database, token: str) -> User | None:
-        """The token's user, from the cache while fresh, else from `authenticate`."""
+        """The token's user, from the cache when it may be used, else from `authenticate`."""
         user = self.cached(token)
         if user is not None:
             return user
-        now = time.monotonic()
-        user = authenticate(db, token)
-        if user is not None and self.ttl_s > 0:
+        key, now = hash_token(token), time.monotonic()
+        try:
+            user = authenticate(db, token)
+        finally:
             with self._lock:
-                if len(self._items) >= self.max_entries:
-                    self._items.pop(next(iter(self._items)))
-                self._items[hash_token(token)] = (now, user)
+                self._refreshing.discard(key)
+                if user is None:
+                    self._items.pop(key, None)
+                elif self.ttl_s > 0:
+                    if key not in self._items and len(self._items) >= self.max_entries:
+                        self._items.pop(next(iter(self._items)))
+                    self._items[key] = (now, user)
         return user

@@ -34,7 +34,7 @@ class ServiceContext:
         agent_lease_s: default lease of a measurement task handed to an agent.
         sse_poll_s: how often an event stream looks for new events.
         fronts: rendered Pareto fronts of ended searches.
-        tokens: recently authenticated tokens (a revoked token works up to its TTL longer).
+        tokens: recently authenticated tokens (a revoked token works up to twice its TTL longer).
     """
 
     settings: Settings
