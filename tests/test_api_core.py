@@ -244,3 +244,30 @@ def test_a_revoked_token_stops_working_within_the_cache_ttl(tmp_path: Path, ttl_
         time.sleep(ttl_s * 4)
         assert c.get("/v1/searches", headers=headers).status_code == 401
     context.db.dispose()
+
+
+def test_an_api_restart_during_a_job_loses_nothing(tmp_path: Path) -> None:
+    """The API keeps no job state: a job queued through one app process is followed through the next one."""
+    import threading
+
+    from workers.runner import Runner
+
+    first = make_context(tmp_path)
+    users = make_users(first.db)
+    with TestClient(create_app(context=first)) as c:
+        supernet_id = add_supernet(first, users.a_id)
+        search = c.post("/v1/searches", json=search_body(supernet_id), headers=users.a).json()
+    job, _ = first.queue.submit("noop", {"seconds": 0.6, "steps": 3}, user_id=users.a_id)
+    runner = Runner(first.queue, first.store, tmp_path / "runs", lease_s=30, progress_interval_s=0, kinds=["noop"])
+    worker = threading.Thread(target=runner.run_once)
+    worker.start()  # the job runs while the API is down and comes back
+    first.db.dispose()
+    second = make_context(tmp_path)
+    with TestClient(create_app(context=second)) as c:
+        worker.join(timeout=60)
+        done = c.get(f"/v1/jobs/{job.id}", headers=users.a).json()
+        assert done["status"] == "SUCCEEDED", done
+        events = c.get(f"/v1/jobs/{job.id}/events", headers=users.a).text
+        assert events.count("event: progress") == 3 and '"status":"SUCCEEDED"' in events
+        assert c.get(f"/v1/searches/{search['id']}", headers=users.a).json()["status"] == "QUEUED"
+    second.db.dispose()
