@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from api.db.models import AgentTask, Artifact, LatencyTable, Target
+from api.db.targets import row_spec
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, invalid, not_found
 from api.routes.common import ResourceId
@@ -29,7 +30,7 @@ def task_out(task: AgentTask, target: Target, artifact: Artifact | None, agent_i
     """The API form of a measurement task."""
     return TaskOut(
         id=task.id, target=target.name, status=task.status, settings=task.payload["settings"],
-        target_spec=targets.spec_of(target).to_dict(),
+        target_spec=row_spec(target).to_dict(),
         model_url=f"/v1/agents/{agent_id}/tasks/{task.id}/model" if agent_id is not None else "",
         model_sha256=artifact.sha256 if artifact is not None else None, lease_expires_at=task.lease_expires_at,
         result=task.result,

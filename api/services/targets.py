@@ -7,17 +7,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.db.models import LatencyTable, Target, User
+from api.db.targets import spec_settings, target_row
 from api.deps import ServiceContext
 from api.errors import ApiError, invalid, not_found
 from api.storage import register_artifact
 from predictors.latency import targets as builtin
-
-_SPEC_FIELDS = ("threads", "inter_op_threads", "batch_size", "precision", "provider_options", "remote")
 
 
 def visible(user: User) -> Any:
@@ -31,27 +30,10 @@ def get_target(session: Session, user: User, name: str, field: str | None = None
     Raises:
         ApiError: 404 when it is unknown or another user's.
     """
-    row = session.scalars(select(Target).where(Target.name == name)).one_or_none()
-    if row is None and name in builtin.list_targets():
-        spec = builtin.get_target(name)
-        settings = {k: v for k, v in spec.to_dict().items() if k in _SPEC_FIELDS}
-        row = Target(name=name, user_id=None, device=spec.device, runtime=spec.runtime, settings=settings,
-                     description="built in")  # fmt: skip
-        session.add(row)
-        try:
-            session.flush()
-        except IntegrityError:  # created by a concurrent request
-            session.rollback()
-            row = session.scalars(select(Target).where(Target.name == name)).one()
+    row = target_row(session, name)
     if row is None or (row.user_id is not None and row.user_id != user.id):
         raise not_found("target", name, field)
     return row
-
-
-def spec_of(row: Target) -> builtin.Target:
-    """The measurement spec (`predictors.latency.Target`) of a target row."""
-    settings = {k: v for k, v in row.settings.items() if k in _SPEC_FIELDS}
-    return builtin.Target.from_dict({"name": row.name, "device": row.device, "runtime": row.runtime, **settings})
 
 
 def register(session: Session, user: User, spec: dict[str, Any], description: str) -> Target:
@@ -66,9 +48,8 @@ def register(session: Session, user: User, spec: dict[str, Any], description: st
         raise invalid("name" if not spec.get("name") else "target", str(error)) from None
     if target.name in builtin.list_targets():
         raise ApiError(409, "conflict", f"target name {target.name!r} is a built-in target", "name")
-    settings = {k: v for k, v in target.to_dict().items() if k in _SPEC_FIELDS}
     row = Target(name=target.name, user_id=user.id, device=target.device, runtime=target.runtime,
-                 settings=settings, description=description)  # fmt: skip
+                 settings=spec_settings(target), description=description)  # fmt: skip
     session.add(row)
     try:
         session.flush()

@@ -7,22 +7,20 @@ from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.db.models import LatencyMeasurement, LatencyTable, Target
+from api.db.targets import row_spec, target_row
 from api.storage import StoredFile, register_artifact
 from workers.jobs.base import JobError, JobKind, WorkContext, register_job_kind
 from workers.queue import Lease
 
 TABLE_KEY = "jobs/{job_id}/latency_table.json"
-_SPEC_FIELDS = ("threads", "inter_op_threads", "batch_size", "precision", "provider_options", "remote")
 
 
 def target_spec(row: Target) -> dict[str, Any]:
     """The `predictors.latency.Target` dict of a target row."""
-    settings = {k: v for k, v in row.settings.items() if k in _SPEC_FIELDS}
-    return {"name": row.name, "device": row.device, "runtime": row.runtime, **settings}
+    return row_spec(row).to_dict()
 
 
 def find_target(session: Session, lease: Lease, name: str) -> Target:
@@ -31,15 +29,7 @@ def find_target(session: Session, lease: Lease, name: str) -> Target:
     Raises:
         JobError: ``not_found`` for an unknown target or another user's.
     """
-    from predictors.latency import targets as builtin
-
-    row = session.scalars(select(Target).where(Target.name == name)).one_or_none()
-    if row is None and name in builtin.list_targets():
-        spec = builtin.get_target(name).to_dict()
-        row = Target(name=name, user_id=None, device=spec["device"], runtime=spec["runtime"],
-                     settings={k: v for k, v in spec.items() if k in _SPEC_FIELDS}, description="built in")  # fmt: skip
-        session.add(row)
-        session.flush()
+    row = target_row(session, name)
     if row is None or (row.user_id is not None and lease.user_id is not None and row.user_id != lease.user_id):
         raise JobError("not_found", f"target {name!r}: no such target")
     return row
