@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from api.auth import create_token, create_user
 from api.db import Database
 from api.db.models import Search, Subnet, Supernet
-from bench.jobs import PG_ADMIN_URL, database, pg_reachable
+from bench.jobs import available_backends, database
 from workers.queue import JobQueue
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
@@ -196,10 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="load generator: wrk (Debian package wrk; default when installed) or httpx")  # fmt: skip
     parser.add_argument("--no-record", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = parser.parse_args(argv)
-    backends = args.backends.split(",")
-    if "postgres" in backends and not pg_reachable():
-        print(f"PostgreSQL not reachable at {PG_ADMIN_URL}: skipped")
-        backends.remove("postgres")
+    backends = available_backends(args.backends)
     rows = []
     with tempfile.TemporaryDirectory(prefix="hwnas-bench-api-") as tmp:
         for backend in backends:

@@ -134,6 +134,15 @@ def pg_reachable() -> bool:
         return False
 
 
+def available_backends(names: str) -> list[str]:
+    """The comma-separated backends to run, without PostgreSQL when its server is not reachable."""
+    backends = names.split(",")
+    if "postgres" in backends and not pg_reachable():
+        print(f"PostgreSQL not reachable at {PG_ADMIN_URL}: skipped")
+        backends.remove("postgres")
+    return backends
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.jobs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2000, help="noop jobs per throughput run")
@@ -143,10 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-record", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",")]
-    backends = args.backends.split(",")
-    if "postgres" in backends and not pg_reachable():
-        print(f"PostgreSQL not reachable at {PG_ADMIN_URL}: skipped")
-        backends.remove("postgres")
+    backends = available_backends(args.backends)
     rows = []
     with tempfile.TemporaryDirectory(prefix="hwnas-bench-jobs-") as tmp:
         workdir = Path(tmp)
