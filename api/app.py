@@ -6,6 +6,10 @@ Importing this module loads neither torch nor onnxruntime nor Ray.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 import nas
@@ -40,7 +44,18 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         settings = settings or Settings.from_env()
         db = Database(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         context = ServiceContext(settings, db, LocalArtifactStore(settings.artifacts_path), JobQueue(db))
-    app = FastAPI(title="hwnas", version=nas.__version__, description=DESCRIPTION)
+    switch_interval_s = context.settings.gil_switch_interval_ms / 1000
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        before = sys.getswitchinterval()
+        sys.setswitchinterval(switch_interval_s)
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(before)
+
+    app = FastAPI(title="hwnas", version=nas.__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
     for module in (health, supernets, searches, subnets, jobs, targets, agents):

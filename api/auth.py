@@ -12,12 +12,15 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from api.db import Database, retrying, utcnow
 from api.db.models import ApiToken, User
+from api.singleflight import SingleFlight
 
 TOKEN_PREFIX = "hwnas_"
 _SHOWN = 12
@@ -133,14 +136,19 @@ class TokenCache:
     Args:
         ttl_s: how long an entry is fresh (0 disables the cache).
         max_entries: entries kept; the oldest go first.
+        clock: seconds, monotonic (tests pass a fake one).
     """
 
-    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, ttl_s: float = 5.0, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl_s = ttl_s
+        self._clock = clock
         self.max_entries = max_entries
         self._items: dict[str, tuple[float, User]] = {}
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
+        self._lookups: SingleFlight[str, User | None] = SingleFlight()
 
     def cached(self, token: str) -> User | None:
         """The token's user from the cache (no database access), or None when it must be looked up."""
@@ -149,19 +157,28 @@ class TokenCache:
             hit = self._items.get(key)
             if hit is None:
                 return None
-            age = time.monotonic() - hit[0]
+            age = self._clock() - hit[0]
             if age < self.ttl_s or (age < 2 * self.ttl_s and key in self._refreshing):
                 return hit[1]
             if age < 2 * self.ttl_s:
                 self._refreshing.add(key)  # this caller looks it up; the others keep the entry meanwhile
             return None
 
-    def user(self, db: Database, token: str) -> User | None:
-        """The token's user, from the cache when it may be used, else from `authenticate`."""
-        user = self.cached(token)
-        if user is not None:
-            return user
-        key, now = hash_token(token), time.monotonic()
+    async def user(self, db: Database, token: str) -> User | None:
+        """The token's user: from the cache, else from one lookup in the thread pool shared by concurrent callers."""
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
+        return await self._lookups.run(hash_token(token), lambda: run_in_threadpool(self.refresh, db, token))
+
+    def refresh(self, db: Database, token: str) -> User | None:
+        """Look the token up (`authenticate`) and update its entry; call it when `cached` returned None.
+
+        It must not consult the cache again: `cached` has just marked this caller as the one that
+        refreshes, and only this call clears that mark.
+        """
+        key, now = hash_token(token), self._clock()
+        user: User | None = None
         try:
             user = authenticate(db, token)
         finally:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import TokenCache
 from api.db import Database, utcnow
@@ -71,7 +70,7 @@ async def current_user(request: Request, ctx: Context) -> User:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>'")
     token = token.strip()
-    user = ctx.tokens.cached(token) or await run_in_threadpool(ctx.tokens.user, ctx.db, token)
+    user = await ctx.tokens.user(ctx.db, token)
     if user is None:
         raise ApiError(401, "unauthorized", "invalid or revoked API token")
     return user

@@ -28,6 +28,13 @@ class Settings(BaseModel):
     poll_s: float = Field(2.0, gt=0, description="how often an idle worker looks for queued jobs")
     max_attempts: int = Field(3, ge=1, description="default number of claims a job gets before it fails")
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="how long SQLite waits for a lock")
+    gil_switch_interval_ms: float = Field(
+        0.5,
+        gt=0,
+        description="the API process's GIL switch interval (Python's default: 5 ms). With the default, a "
+        "database call in the thread pool waits up to 5 ms for the busy event loop at every step and "
+        "stalls all requests for hundreds of ms under load",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

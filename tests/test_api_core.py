@@ -246,6 +246,33 @@ def test_a_revoked_token_stops_working_within_the_cache_ttl(tmp_path: Path, ttl_
     context.db.dispose()
 
 
+def test_a_stale_token_entry_is_refreshed_by_one_caller_and_fresh_again_after(tmp_path: Path) -> None:
+    """Past its ttl, one request refreshes a token while the others keep the entry; then it is fresh again.
+
+    Regression: the refreshing caller used to take the stale entry and leave the token marked as
+    being refreshed, so after twice the ttl every request went to the database.
+    """
+    from api.auth import TokenCache, create_token, create_user
+
+    now = [0.0]
+    tokens = TokenCache(ttl_s=5.0, clock=lambda: now[0])
+    context = make_context(tmp_path, tokens=tokens)
+    token = create_token(context.db, create_user(context.db, "dave").id)
+    with TestClient(create_app(context=context)) as c:
+        assert c.get("/v1/searches", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert tokens.cached(token) is not None
+    now[0] = 6.0  # stale: the first caller refreshes, the others keep the entry meanwhile
+    assert tokens.cached(token) is None
+    assert tokens.cached(token) is not None
+    user = tokens.refresh(context.db, token)
+    assert user is not None and user.name == "dave"
+    now[0] = 10.0  # twice the first entry's ttl, within the refreshed entry's
+    assert tokens.cached(token) is not None
+    now[0] = 30.0  # long expired: looked up again
+    assert tokens.cached(token) is None
+    context.db.dispose()
+
+
 def test_an_api_restart_during_a_job_loses_nothing(tmp_path: Path) -> None:
     """The API keeps no job state: a job queued through one app process is followed through the next one."""
     import threading
@@ -271,3 +298,52 @@ def test_an_api_restart_during_a_job_loses_nothing(tmp_path: Path) -> None:
         assert events.count("event: progress") == 3 and '"status":"SUCCEEDED"' in events
         assert c.get(f"/v1/searches/{search['id']}", headers=users.a).json()["status"] == "QUEUED"
     second.db.dispose()
+
+
+def test_concurrent_misses_share_one_front_rendering() -> None:
+    """A burst of requests on an unrendered front renders it once; a failure reaches every waiter."""
+    import asyncio
+
+    from api.services.fronts import FrontCache, RenderedFront
+
+    cache = FrontCache()
+    calls: list[int] = []
+
+    async def render() -> RenderedFront:
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        front = RenderedFront(7, b"front")
+        cache.put(1, "json", front)
+        return front
+
+    async def failing() -> RenderedFront:
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        raise LookupError("no such search")
+
+    async def burst() -> None:
+        fronts = await asyncio.gather(*(cache.get_or_render(1, "json", render) for _ in range(20)))
+        assert len(calls) == 1 and {f.body for f in fronts} == {b"front"}
+        assert await cache.get_or_render(1, "json", render) is fronts[0] and len(calls) == 1  # cached now
+        calls.clear()
+        failures = await asyncio.gather(*(cache.get_or_render(2, "json", failing) for _ in range(5)),
+                                        return_exceptions=True)  # fmt: skip
+        assert len(calls) == 1 and all(isinstance(f, LookupError) for f in failures)
+        with pytest.raises(LookupError):  # nothing kept: the next request renders again
+            await cache.get_or_render(2, "json", failing)
+        assert len(calls) == 2
+
+    asyncio.run(burst())
+
+
+def test_the_app_shortens_the_gil_switch_interval_while_it_runs(tmp_path: Path) -> None:
+    """The thread pool's database calls must not stall the event loop for 5 ms per step (api.settings)."""
+    import sys
+
+    before = sys.getswitchinterval()
+    context = make_context(tmp_path)
+    with TestClient(create_app(context=context)) as c:
+        assert c.get("/healthz").status_code == 200
+        assert sys.getswitchinterval() == pytest.approx(context.settings.gil_switch_interval_ms / 1000)
+    assert sys.getswitchinterval() == before
+    context.db.dispose()

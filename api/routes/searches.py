@@ -35,13 +35,21 @@ def _out(search: Search, status: JobStatus | None) -> SearchOut:
     )  # fmt: skip
 
 
-def _user_search(s: Session, user: User, search_id: int) -> tuple[Search, JobStatus | None]:
+def _search(s: Session, search_id: int) -> tuple[Search, JobStatus | None]:
+    """The search and its job's status, whoever owns it (404 when there is none)."""
     row = s.execute(
         select(Search, Job.status).outerjoin(Job, Job.id == Search.job_id).where(Search.id == search_id)
     ).one_or_none()
-    if row is None or row[0].user_id != user.id:
+    if row is None:
         raise not_found("search", search_id)
     return row[0], row[1]
+
+
+def _user_search(s: Session, user: User, search_id: int) -> tuple[Search, JobStatus | None]:
+    search, status = _search(s, search_id)
+    if search.user_id != user.id:
+        raise not_found("search", search_id)
+    return search, status
 
 
 @router.post("", status_code=202, responses={202: {"description": "queued; Location: the search"}})
@@ -92,18 +100,22 @@ async def pareto(
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> ParetoOut:
     """The search's Pareto front: each point's subnet id, arch, predicted and validated objective values."""
-    cached = ctx.fronts.get(search_id, format)
-    if cached is None:  # render it in the thread pool (database + serialisation); cached once the search ended
-        cached = await run_in_threadpool(_render_front, ctx, user, search_id, format)
-    if cached.user_id != user.id:
+    front = await ctx.fronts.get_or_render(
+        search_id, format, lambda: run_in_threadpool(_render_front, ctx, search_id, format)
+    )
+    if front.user_id != user.id:
         raise not_found("search", search_id)
-    return Response(cached.body, media_type=MEDIA[format])  # type: ignore[return-value]
+    return Response(front.body, media_type=MEDIA[format])  # type: ignore[return-value]
 
 
-def _render_front(ctx: ServiceContext, user: User, search_id: int, fmt: str) -> RenderedFront:
-    """The front rendered as JSON or CSV; kept in `ctx.fronts` when the search has ended."""
+def _render_front(ctx: ServiceContext, search_id: int, fmt: str) -> RenderedFront:
+    """The front rendered as JSON or CSV, with its owner; kept in `ctx.fronts` when the search has ended.
+
+    Rendered without an owner check, so that one rendering serves every concurrent request; the
+    route answers 404 to anyone but the owner.
+    """
     with ctx.db.reader() as s:
-        search, status = _user_search(s, user, search_id)
+        search, status = _search(s, search_id)
         query = select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0).order_by(Subnet.id)
         points = [
             ParetoPoint(subnet_id=r.id, arch_key=r.arch_key, arch=r.arch, predicted=r.predicted,

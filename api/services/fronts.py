@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from api.singleflight import SingleFlight
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class RenderedFront:
 class FrontCache:
     """A thread-safe LRU of rendered fronts of ended searches, keyed by (search id, format).
 
+    Requests that miss at the same time share one rendering (`get_or_render`): without that, the
+    first burst of clients on a popular front renders it once per client in the thread pool.
+
     Args:
         max_entries: how many rendered fronts to keep.
     """
@@ -31,6 +37,7 @@ class FrontCache:
         self.max_entries = max_entries
         self._items: OrderedDict[tuple[int, str], RenderedFront] = OrderedDict()
         self._lock = threading.Lock()
+        self._rendering: SingleFlight[tuple[int, str], RenderedFront] = SingleFlight()
 
     def get(self, search_id: int, fmt: str) -> RenderedFront | None:
         """The cached rendering, or None."""
@@ -47,3 +54,14 @@ class FrontCache:
             self._items.move_to_end((search_id, fmt))
             while len(self._items) > self.max_entries:
                 self._items.popitem(last=False)
+
+    async def get_or_render(
+        self, search_id: int, fmt: str, render: Callable[[], Awaitable[RenderedFront]]
+    ) -> RenderedFront:
+        """The cached rendering, else the result of `render`, run once for all concurrent callers.
+
+        `render` decides whether its result is kept (`put`); see `SingleFlight` for errors and
+        cancellation.
+        """
+        hit = self.get(search_id, fmt)
+        return hit if hit is not None else await self._rendering.run((search_id, fmt), render)
