@@ -85,10 +85,13 @@ class SupernetData:
     """A trained supernet, its space, and cached real evaluations.
 
     Predictor data sets are top-1 on the whole validation split; the searches' real evaluations
-    (`measure`) use its first `search_val_images` images (all when None), to keep them affordable.
+    (`measure`) use its first `search_val_images` images (all when None) and recalibrate BN on
+    `search_recal_images` training images (default: the supernet's), to keep them affordable.
     """
 
-    def __init__(self, run_dir: str, out: Path, search_val_images: int | None = None) -> None:
+    def __init__(
+        self, run_dir: str, out: Path, search_val_images: int | None = None, search_recal_images: int | None = None
+    ) -> None:
         from nas.data.core import Split
         from nas.train import load_run
         from nas.train.evaluate import data_for
@@ -102,8 +105,12 @@ class SupernetData:
             val = splits["val"]
             options = {"data": data, "splits": {**splits, "val": Split(val.images[:search_val_images],
                                                                         val.labels[:search_val_images])}}  # fmt: skip
-        self.search_images = len(options["splits"]["val"].labels) if options else None
-        self.cache = EvaluationCache(out / f"val{search_val_images or ''}.json", self.space, "val")
+        if search_recal_images:
+            options["recal_images"] = search_recal_images
+        self.search_images = search_val_images
+        self.search_recal = search_recal_images
+        name = f"val{search_val_images or ''}" + (f"_recal{search_recal_images}" if search_recal_images else "")
+        self.cache = EvaluationCache(out / f"{name}.json", self.space, "val")
         self._top1 = supernet_top1(self.run.supernet, "val", **options)
 
     def measure(self, archs: list[Any]) -> np.ndarray:
@@ -218,6 +225,8 @@ def bench_linas(args: argparse.Namespace, data: SupernetData) -> str:
     target = float(np.mean(finals["random"]))
     reach = [evaluations_to_reach(r, ref, target, step) for r in results["linas"]]
     images = f"the first {data.search_images} images of val" if data.search_images else "val"
+    if data.search_recal:
+        images += f", BN recalibrated on {data.search_recal} training images"
     lines = [f"### Expensive evaluations (real supernet top-1 on {images}, {budget} evaluations)\n",
              f"reference {ref}\n"]  # fmt: skip
     lines += [f"- {n}: final hypervolume {mean_std(v, '.4g')}" for n, v in finals.items()]
@@ -252,8 +261,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=2000, help="quality: evaluations per search")
     parser.add_argument("--real-budget", type=int, default=200, help="linas: real evaluations per search")
     parser.add_argument("--search-val-images", type=int, help="linas: real evaluations on this many val images")
+    parser.add_argument("--search-recal-images", type=int, help="linas: BN recalibration images per real evaluation")
     parser.add_argument("--n-train", type=int, default=1000, help="predictor training subnets")
     parser.add_argument("--n-test", type=int, default=200, help="held-out subnets")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not write BENCHMARKS.md")
     args = parser.parse_args(argv)
     which = [w.strip() for w in args.which.split(",") if w.strip()]
     unknown = sorted(set(which) - {"speed", "quality", "linas", "predictor"})
@@ -266,13 +277,14 @@ def main(argv: list[str] | None = None) -> None:
     if needs_supernet:
         if not args.supernet:
             parser.error(f"--which {','.join(needs_supernet)} needs --supernet RUN_DIR")
-        data = SupernetData(args.supernet, Path(args.out), args.search_val_images)
+        data = SupernetData(args.supernet, Path(args.out), args.search_val_images, args.search_recal_images)
         for name, fn in (("quality", bench_quality), ("linas", bench_linas), ("predictor", bench_predictor)):
             if name in which:
                 sections.append(fn(args, data))
     body = "\n".join(sections)
     print(body)
-    record("bench.search", body)
+    if not args.no_record:
+        record("bench.search", body)
 
 
 if __name__ == "__main__":

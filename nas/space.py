@@ -365,11 +365,22 @@ class SearchSpace:
         out[:, e_sl][inactive] = 0
         return out
 
-    def sample_matrix(self, rng: RngLike, n: int) -> IntMatrix:
-        """`n` uniformly random canonical rows (each slot, depth and resolution drawn independently)."""
+    @property
+    def gene_sizes(self) -> npt.NDArray[np.int64]:
+        """The number of choices of every column of a choice-index row."""
+        b, s = self.n_blocks, self.n_stages
+        counts = [len(self.kernel_sizes)] * b + [len(self.expand_ratios)] * b + [len(self.depths)] * s
+        return np.array([*counts, len(self.resolutions)], dtype=np.int64)
+
+    def random_genes(self, rng: RngLike, n: int) -> IntMatrix:
+        """`n` uniformly random rows, not canonicalised (skipped slots keep their drawn values).
+
+        Genetic searches keep such rows as genotypes, so that a block that is skipped and later
+        becomes active again gets back its earlier kernel and expand ratio.
+        """
         gen = as_rng(rng)
         b, s = self.n_blocks, self.n_stages
-        matrix = np.concatenate(
+        return np.concatenate(
             [
                 gen.integers(0, len(self.kernel_sizes), (n, b)),
                 gen.integers(0, len(self.expand_ratios), (n, b)),
@@ -378,23 +389,49 @@ class SearchSpace:
             ],
             axis=1,
         )
-        return self.canonicalize_matrix(matrix)
 
-    def mutate_matrix(self, matrix: IntMatrix, rng: RngLike, prob: float) -> IntMatrix:
-        """OFA-style mutation: every gene is redrawn with probability `prob`."""
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"mutation prob must be in [0, 1], got {prob}")
+    def sample_matrix(self, rng: RngLike, n: int) -> IntMatrix:
+        """`n` uniformly random canonical rows (each slot, depth and resolution drawn independently)."""
+        return self.canonicalize_matrix(self.random_genes(rng, n))
+
+    def mutate_matrix(
+        self, matrix: IntMatrix, rng: RngLike, prob: float, *, local: float = 0.0, canonical: bool = True
+    ) -> IntMatrix:
+        """Mutation: every gene changes with probability `prob`.
+
+        Args:
+            matrix: the rows to mutate.
+            rng: random generator or seed.
+            prob: per-gene probability of a change.
+            local: the share of changes that step to a neighbouring choice (the choices of every gene
+                are ordered: kernel, expand ratio, depth, resolution); the others redraw the gene
+                uniformly, as OFA's evolution does (local=0).
+            canonical: canonicalise the result (False keeps genotypes, see `random_genes`).
+        """
+        for option, value in (("mutation prob", prob), ("local", local)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{option} must be in [0, 1], got {value}")
         gen = as_rng(rng)
-        fresh = self.sample_matrix(gen, len(matrix))
-        redraw = gen.random(matrix.shape) < prob
-        return self.canonicalize_matrix(np.where(redraw, fresh, matrix))
+        fresh = self.random_genes(gen, len(matrix))
+        change = gen.random(matrix.shape) < prob
+        if local > 0:
+            sizes = self.gene_sizes
+            step = matrix + np.where(gen.random(matrix.shape) < 0.5, -1, 1)
+            step = np.where(step < 0, 1, np.where(step >= sizes, sizes - 2, step))  # reflect at the ends
+            step = np.clip(step, 0, sizes - 1)  # genes with a single choice
+            fresh = np.where(gen.random(matrix.shape) < local, step, fresh)
+        out = np.where(change, fresh, matrix)
+        return self.canonicalize_matrix(out) if canonical else out
 
-    def crossover_matrix(self, first: IntMatrix, second: IntMatrix, rng: RngLike) -> IntMatrix:
+    def crossover_matrix(
+        self, first: IntMatrix, second: IntMatrix, rng: RngLike, *, canonical: bool = True
+    ) -> IntMatrix:
         """Uniform crossover: every gene comes from either parent with probability 1/2."""
         if first.shape != second.shape:
             raise ValueError(f"parents differ in shape: {first.shape} vs {second.shape}")
         take_second = as_rng(rng).random(first.shape) < 0.5
-        return self.canonicalize_matrix(np.where(take_second, second, first))
+        out = np.where(take_second, second, first)
+        return self.canonicalize_matrix(out) if canonical else out
 
     def encode_matrix(self, matrix: IntMatrix) -> npt.NDArray[np.float32]:
         """One-hot features: kernel per slot, expand per slot (all zero for skipped slots), resolution."""

@@ -195,6 +195,21 @@ def test_predict_matrix_fast_path_is_used(space: SearchSpace) -> None:
     assert macs.rows == 120 == result.n_evaluations
 
 
+def test_linas_calls_cheap_objectives_directly_and_counts_only_real_evaluations(space: SearchSpace) -> None:
+    """Vectorised objectives (MACs, tables) are exact in LINAS's inner search; the expensive one is a surrogate."""
+    acc = toy_acc(space)
+    calls: list[int] = []
+
+    def expensive(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        calls.append(len(archs))
+        return acc(archs)
+
+    macs = MMACs(space)
+    result = search(space, {"acc": expensive, "macs": macs}, {"acc": "max"}, algorithm="linas", budget=60, seed=0)
+    assert sum(calls) == 60 == result.n_evaluations
+    assert macs.rows > 10 * 60  # the inner NSGA-II scored its populations with the real MACs
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -210,6 +225,7 @@ def test_predict_matrix_fast_path_is_used(space: SearchSpace) -> None:
         ({"population": 10}, ValueError, "unknown option.*population_size"),
         ({"objective": "speed"}, KeyError, "evolution objective 'speed'"),
         ({"algorithm": "optuna", "sampler": "cmaes"}, ValueError, "unknown optuna sampler"),
+        ({"algorithm": "nsga2", "local": 1.5}, ValueError, "local must be in"),
     ],
 )
 def test_bad_input_is_a_clear_error(space: SearchSpace, kwargs: dict[str, Any], error: type, match: str) -> None:
@@ -227,3 +243,34 @@ def test_hypervolume_reference_must_name_every_objective(space: SearchSpace) -> 
     result = run(space, "random", budget=20)
     with pytest.raises(KeyError, match="missing"):
         result.hypervolume({"acc": 0.0})
+
+
+def test_novelty_is_judged_on_subnets_not_genotypes(space: SearchSpace) -> None:
+    from nas.search.common import Seen, novel_genes, top_up
+
+    rng = np.random.default_rng(0)
+    genes = space.random_genes(rng, 50)
+    inactive = ~space.active_mask(genes)
+    twin = genes.copy()
+    k = slice(0, space.n_blocks)
+    twin[:, k] = np.where(inactive, (genes[:, k] + 1) % len(space.kernel_sizes), genes[:, k])  # other hidden genes
+    assert not np.array_equal(twin, genes)
+    assert np.array_equal(space.canonicalize_matrix(twin), space.canonicalize_matrix(genes))
+    seen = Seen()
+    distinct = len(np.unique(space.canonicalize_matrix(genes), axis=0))
+    assert len(novel_genes(space, seen, np.concatenate([genes, twin]))) == distinct
+    seen.add(space.canonicalize_matrix(genes[:10]))
+    fresh = top_up(space, seen, twin, 45, rng)
+    assert len(fresh) == 45
+    canon = space.canonicalize_matrix(fresh)
+    assert len(np.unique(canon, axis=0)) == 45 and not any(seen.has(row) for row in np.ascontiguousarray(canon))
+
+
+def test_nsga2_never_spends_two_evaluations_on_one_subnet(space: SearchSpace) -> None:
+    def macs(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return macs_matrix(space, space.to_matrix(archs)) / 1e6
+
+    result = search(space, {"macs": macs, "acc": toy_acc(space)}, {"macs": "min", "acc": "max"}, algorithm="nsga2",
+                    budget=600, seed=0)  # fmt: skip
+    assert result.n_evaluations == 600
+    assert len(np.unique(result.matrix, axis=0)) == 600

@@ -454,6 +454,33 @@ def test_mutate(space: SearchSpace) -> None:
             space.mutate(archs, 0, prob=bad_prob)
 
 
+def test_genotypes_keep_the_genes_of_skipped_slots(space: SearchSpace) -> None:
+    genes = space.random_genes(np.random.default_rng(3), 200)
+    assert genes.shape == (200, len(space.gene_sizes))
+    assert (genes >= 0).all() and (genes < space.gene_sizes).all()
+    assert not np.array_equal(genes, space.canonicalize_matrix(genes))  # skipped slots keep their draws
+    assert np.array_equal(space.sample_matrix(np.random.default_rng(3), 200), space.canonicalize_matrix(genes))
+    crossed = space.crossover_matrix(genes[:100], genes[100:], np.random.default_rng(0), canonical=False)
+    assert ((crossed == genes[:100]) | (crossed == genes[100:])).all()
+    assert not np.array_equal(crossed, space.canonicalize_matrix(crossed))
+    mutated = space.mutate_matrix(genes, np.random.default_rng(0), 1.0, canonical=False)
+    assert not np.array_equal(mutated, space.canonicalize_matrix(mutated))
+
+
+def test_local_mutation_steps_to_a_neighbouring_choice(space: SearchSpace) -> None:
+    genes = space.random_genes(np.random.default_rng(4), 500)
+    stepped = space.mutate_matrix(genes, np.random.default_rng(0), 1.0, local=1.0, canonical=False)
+    multi = space.gene_sizes > 1
+    assert (np.abs(stepped - genes)[:, multi] == 1).all()  # every gene moved by exactly one choice
+    assert (stepped >= 0).all() and (stepped < space.gene_sizes).all()
+    some = space.mutate_matrix(genes, np.random.default_rng(0), 0.05, local=1.0, canonical=False)
+    changed = some != genes
+    assert 0 < changed.mean() < 0.1 and (np.abs(some - genes)[changed] == 1).all()
+    assert np.array_equal(space.mutate_matrix(genes, 5, 0.3, local=0.5), space.mutate_matrix(genes, 5, 0.3, local=0.5))
+    with pytest.raises(ValueError, match="local"):
+        space.mutate_matrix(genes, 0, 0.1, local=1.5)
+
+
 def test_crossover_takes_every_active_gene_from_a_parent(space: SearchSpace) -> None:
     rng = np.random.default_rng(9)
     first = space.sample(rng, 40)

@@ -89,8 +89,12 @@ class SearchContext:
         return self.budget - self.evaluations
 
     def evaluate(self, matrix: IntMatrix) -> Evaluated:
-        """Evaluate canonical rows (at most `remaining` of them; extra rows are dropped) and record them."""
-        matrix = matrix[: max(self.remaining, 0)]
+        """Evaluate rows (at most `remaining` of them; extra rows are dropped) and record them.
+
+        The rows are canonicalised first, so genotypes (`SearchSpace.random_genes`) may be passed;
+        `Evaluated.matrix` holds the canonical rows, in the order given.
+        """
+        matrix = self.space.canonicalize_matrix(matrix[: max(self.remaining, 0)])
         values = self.problem.evaluate(matrix) if len(matrix) else np.zeros((0, len(self.problem.names)))
         self._chunks.append((matrix, values, self.generation))
         self.evaluations += len(matrix)

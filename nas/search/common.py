@@ -82,27 +82,35 @@ class Seen:
         """Remember these rows."""
         self._keys.update(row.tobytes() for row in np.ascontiguousarray(matrix))
 
-    def novel(self, matrix: IntMatrix) -> IntMatrix:
-        """The rows not seen yet, without repeats, in order."""
-        matrix = np.ascontiguousarray(unique_rows(matrix))
-        keep = np.array([row.tobytes() not in self._keys for row in matrix], dtype=bool)
-        return matrix[keep] if len(matrix) else matrix
+    def has(self, row: npt.NDArray[np.int64]) -> bool:
+        """Whether this (contiguous) row was added."""
+        return row.tobytes() in self._keys
 
 
 def top_up(space: SearchSpace, seen: Seen, rows: IntMatrix, n: int, rng: np.random.Generator) -> IntMatrix:
-    """`rows` made novel, topped up with fresh random novel rows to `n` where the space allows.
+    """`n` rows whose subnets are new: `rows` without the seen and repeated subnets, topped up with random ones.
 
+    Novelty is judged on canonical forms, but the rows keep their genes (genotypes stay genotypes).
     Tries a bounded number of random batches; when the space is (nearly) exhausted it returns
     repeats rather than looping, so a caller always has rows to spend its budget on.
     """
-    out = seen.novel(rows)[:n]
+    out = novel_genes(space, seen, rows)[:n]
     for _ in range(8):
         if len(out) >= n:
             break
-        extra = Seen()
-        extra.add(out)
-        fresh = seen.novel(extra.novel(space.sample_matrix(rng, 2 * n)))
-        out = np.concatenate([out, fresh])[:n]
+        out = novel_genes(space, seen, np.concatenate([out, space.random_genes(rng, 2 * n)]))[:n]
     if len(out) < n:
-        out = np.concatenate([out, rows[: n - len(out)], space.sample_matrix(rng, n)])[:n]
+        out = np.concatenate([out, rows[: n - len(out)], space.random_genes(rng, n)])[:n]
     return out
+
+
+def novel_genes(space: SearchSpace, seen: Seen, rows: IntMatrix) -> IntMatrix:
+    """The rows whose canonical subnet is neither in `seen` nor repeats an earlier row, in order."""
+    if not len(rows):
+        return rows
+    canon = np.ascontiguousarray(space.canonicalize_matrix(rows))
+    _, first = np.unique(canon, axis=0, return_index=True)
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[np.sort(first)] = True
+    keep &= np.array([not seen.has(row) for row in canon], dtype=bool)
+    return rows[keep]

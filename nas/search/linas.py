@@ -1,8 +1,10 @@
 """Predictor-guided search for expensive objectives, after Intel's LINAS (Cummings et al., 2022).
 
-Rounds of: evaluate a batch for real -> refit one surrogate per objective on the subnets'
-features -> run NSGA-II on the surrogates -> evaluate the best new subnets of its final population.
-The budget counts real evaluations only.
+Rounds of: evaluate a batch for real -> refit one surrogate per expensive objective on the
+subnets' features -> run NSGA-II on the surrogates -> evaluate the best new subnets of its final
+population. Objectives that are vectorised predictors (``predict_matrix``: MACs, lookup tables)
+are cheap: the inner search calls them directly instead of a surrogate. The budget counts real
+evaluations only.
 """
 
 from __future__ import annotations
@@ -22,12 +24,18 @@ from nas.space import IntMatrix
 
 
 def _predicted(
-    models: Sequence[Surrogate], ctx: SearchContext, rows: IntMatrix
+    models: Sequence[Surrogate | None], ctx: SearchContext, genes: IntMatrix
 ) -> tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]:
-    """Surrogate values (minimisation form) and their constraint violation."""
-    features = ctx.space.encode_matrix(rows)
-    guess = np.stack([m.predict(features) for m in models], axis=1)
-    return rows, guess, ctx.problem.violation(guess * ctx.problem.signs)
+    """Surrogate values (minimisation form; exact for the cheap objectives) and their constraint violation."""
+    problem = ctx.problem
+    canon = ctx.space.canonicalize_matrix(genes)
+    cheap = [j for j, m in enumerate(models) if m is None]
+    guess = problem.evaluate(canon, cheap) * problem.signs
+    features = ctx.space.encode_matrix(canon)
+    for j, model in enumerate(models):
+        if model is not None:
+            guess[:, j] = model.predict(features)
+    return genes, guess, problem.violation(guess * problem.signs)
 
 
 @register_algorithm("linas")
@@ -78,12 +86,13 @@ class LINAS(SearchAlgorithm):
         seen.add(first.matrix)
         matrix, values, violation = first.matrix, first.values, first.violation
         ctx.end_generation()
-        inner = NSGA2Loop(space, self.inner_population, crossover_prob=0.9, mutate_prob=0.1)
+        inner = NSGA2Loop(space, self.inner_population, crossover_prob=0.9, mutate_prob=0.1, local=0.0)
         while ctx.remaining > 0:
             features = space.encode_matrix(matrix)
-            models = [self.surrogate() for _ in range(values.shape[1])]
+            models = [None if ctx.problem.vectorised(j) else self.surrogate() for j in range(values.shape[1])]
             for j, model in enumerate(models):
-                model.fit(features, values[:, j])
+                if model is not None:
+                    model.fit(features, values[:, j])
 
             best = matrix[survivors(values, violation, self.inner_population)]
             seed_rows = np.concatenate([best, space.sample_matrix(rng, max(0, self.inner_population - len(best)))])

@@ -13,7 +13,7 @@ from nas.search.pareto import FloatMatrix
 from nas.space import IntMatrix, SearchSpace
 
 EvaluateFn = Callable[[IntMatrix], tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]]
-"""Rows -> (rows actually evaluated, minimisation-form values, violation)."""
+"""Genotypes -> (the genotypes actually evaluated, a prefix; minimisation-form values; violation)."""
 
 
 def offspring(
@@ -25,31 +25,39 @@ def offspring(
     rng: np.random.Generator,
     crossover_prob: float,
     mutate_prob: float,
+    local: float,
 ) -> IntMatrix:
-    """`n` children: tournament-selected parents, uniform crossover (with probability), mutation."""
+    """`n` child genotypes: tournament-selected parents, uniform crossover (with probability), mutation."""
     ranks, crowd = rank_and_crowding(values, violation)
     first = matrix[tournament(ranks, crowd, n, rng)]
     second = matrix[tournament(ranks, crowd, n, rng)]
-    crossed = space.crossover_matrix(first, second, rng)
+    crossed = space.crossover_matrix(first, second, rng, canonical=False)
     children = np.where((rng.random(n) < crossover_prob)[:, None], crossed, first)
-    return space.mutate_matrix(children, rng, mutate_prob)
+    return space.mutate_matrix(children, rng, mutate_prob, local=local, canonical=False)
 
 
 class NSGA2Loop:
     """One NSGA-II run over any evaluation function (used by `nsga2` and by `linas` on its surrogates).
+
+    The population is held as genotypes (`SearchSpace.random_genes`): the genes of skipped blocks
+    are kept, so a block that becomes active again gets back what it had.
 
     Args:
         space: the search space.
         population_size: survivors per generation and children per generation.
         crossover_prob: probability that a child is a crossover of two parents.
         mutate_prob: per-gene mutation probability.
+        local: share of mutations that step to a neighbouring choice (`SearchSpace.mutate_matrix`).
     """
 
-    def __init__(self, space: SearchSpace, population_size: int, crossover_prob: float, mutate_prob: float) -> None:
+    def __init__(
+        self, space: SearchSpace, population_size: int, crossover_prob: float, mutate_prob: float, local: float
+    ) -> None:
         self.space = space
         self.population_size = population_size
         self.crossover_prob = crossover_prob
         self.mutate_prob = mutate_prob
+        self.local = local
 
     def run(
         self,
@@ -71,8 +79,9 @@ class NSGA2Loop:
         generation = 0
         while (generations is None or generation < generations) and (end_generation is None or end_generation()):
             children = offspring(
-                self.space, matrix, values, violation, self.population_size, rng, self.crossover_prob, self.mutate_prob
-            )
+                self.space, matrix, values, violation, self.population_size, rng, self.crossover_prob,
+                self.mutate_prob, self.local,
+            )  # fmt: skip
             if seen is not None:
                 children = top_up(self.space, seen, children, self.population_size, rng)
             c_matrix, c_values, c_violation = evaluate(children)
@@ -92,32 +101,43 @@ class NSGA2(SearchAlgorithm):
     """NSGA-II: non-dominated sorting, crowding distance, binary tournaments, constraint domination.
 
     The initial population holds the smallest and largest subnet at every resolution and random
-    ones. Children already evaluated are replaced by new subnets where the space allows.
+    ones. Children already evaluated are replaced by new subnets where the space allows. The
+    defaults were chosen for sample efficiency (BENCHMARKS.md, bench.search): a small population
+    that keeps genotypes, and mostly local mutations.
 
     Args:
         population_size: population and children per generation.
         crossover_prob: probability that a child is a crossover of two parents.
-        mutate_prob: per-gene mutation probability.
+        mutate_prob: per-gene mutation probability (default: 2 / number of genes).
+        local: share of mutations that step to a neighbouring choice instead of redrawing the gene.
     """
 
-    def __init__(self, *, population_size: int = 100, crossover_prob: float = 0.9, mutate_prob: float = 0.1) -> None:
+    def __init__(
+        self,
+        *,
+        population_size: int = 20,
+        crossover_prob: float = 0.9,
+        mutate_prob: float | None = None,
+        local: float = 0.5,
+    ) -> None:
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
-        for option, value in (("crossover_prob", crossover_prob), ("mutate_prob", mutate_prob)):
-            if not 0.0 <= value <= 1.0:
+        for option, value in (("crossover_prob", crossover_prob), ("mutate_prob", mutate_prob), ("local", local)):
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{option} must be in [0, 1], got {value}")
         self.population_size = population_size
         self.crossover_prob = crossover_prob
         self.mutate_prob = mutate_prob
+        self.local = local
 
     def run(self, ctx: SearchContext) -> None:
         """Evolve until the budget is spent."""
         space, rng, seen = ctx.space, ctx.rng, Seen()
 
-        def evaluate(matrix: IntMatrix) -> tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]:
-            out = ctx.evaluate(matrix)
+        def evaluate(genes: IntMatrix) -> tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]:
+            out = ctx.evaluate(genes)
             seen.add(out.matrix)
-            return out.matrix, out.values, out.violation
+            return genes[: len(out.matrix)], out.values, out.violation
 
         def next_generation() -> bool:
             ctx.end_generation()
@@ -126,7 +146,8 @@ class NSGA2(SearchAlgorithm):
         start = anchors(space)[: self.population_size]
         taken = Seen()
         taken.add(start)
-        fill = top_up(space, taken, space.sample_matrix(rng, 0), self.population_size - len(start), rng)
+        fill = top_up(space, taken, space.random_genes(rng, 0), self.population_size - len(start), rng)
         initial = np.concatenate([start, fill])
-        loop = NSGA2Loop(space, self.population_size, self.crossover_prob, self.mutate_prob)
+        mutate_prob = 2 / len(space.gene_sizes) if self.mutate_prob is None else self.mutate_prob
+        loop = NSGA2Loop(space, self.population_size, self.crossover_prob, mutate_prob, self.local)
         loop.run(evaluate, initial, rng, seen=seen, end_generation=next_generation)

@@ -28,13 +28,13 @@ SAMPLERS = ("nsga2", "tpe")
 
 def gene_params(space: SearchSpace) -> list[tuple[str, int]]:
     """(parameter name, number of choices) for every column of the space's choice-index matrix."""
-    nk, ne, nd, nr = len(space.kernel_sizes), len(space.expand_ratios), len(space.depths), len(space.resolutions)
-    return (
-        [(f"ks{j}", nk) for j in range(space.n_blocks)]
-        + [(f"e{j}", ne) for j in range(space.n_blocks)]
-        + [(f"d{s}", nd) for s in range(space.n_stages)]
-        + [("r", nr)]
+    names = (
+        [f"ks{j}" for j in range(space.n_blocks)]
+        + [f"e{j}" for j in range(space.n_blocks)]
+        + [f"d{s}" for s in range(space.n_stages)]
+        + ["r"]
     )
+    return list(zip(names, space.gene_sizes.tolist(), strict=True))
 
 
 def gene_distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:

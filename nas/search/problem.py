@@ -96,22 +96,31 @@ class Problem:
         """Indices of the objectives that have a bound."""
         return [i for i in range(len(self.names)) if np.isfinite(self.lows[i]) or np.isfinite(self.highs[i])]
 
-    def evaluate(self, matrix: IntMatrix) -> FloatMatrix:
+    def vectorised(self, i: int) -> bool:
+        """Whether objective `i` is called on the int matrix (``predict_matrix``): a cheap predictor."""
+        f = self.objectives[self.names[i]]
+        return hasattr(f, "predict_matrix") and getattr(f, "space", self.space) == self.space
+
+    def evaluate(self, matrix: IntMatrix, columns: Sequence[int] | None = None) -> FloatMatrix:
         """Objective values (n, k) of the rows of a choice-index matrix, in the user's form.
+
+        Args:
+            matrix: canonical choice-index rows.
+            columns: evaluate only these objectives (the other columns are NaN); default all.
 
         Raises:
             ValueError: an objective returned the wrong number of values.
         """
         n = len(matrix)
-        out = np.empty((n, len(self.names)), dtype=np.float64)
+        out = np.full((n, len(self.names)), np.nan, dtype=np.float64)
         archs: list[Any] | None = None
-        for i, name in enumerate(self.names):
-            f = self.objectives[name]
-            if hasattr(f, "predict_matrix") and getattr(f, "space", self.space) == self.space:
-                raw = f.predict_matrix(matrix)
+        for i in range(len(self.names)) if columns is None else columns:
+            name = self.names[i]
+            if self.vectorised(i):
+                raw = self.objectives[name].predict_matrix(matrix)  # type: ignore[attr-defined]
             else:
                 archs = self.space.from_matrix(matrix) if archs is None else archs
-                raw = f(archs)
+                raw = self.objectives[name](archs)
             column = np.asarray(raw, dtype=np.float64).reshape(-1)
             if column.shape != (n,):
                 raise ValueError(f"objective {name!r} returned {column.size} values for {n} archs")
