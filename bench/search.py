@@ -107,7 +107,7 @@ class SupernetData:
                                                                         val.labels[:search_val_images])}}  # fmt: skip
         if search_recal_images:
             options["recal_images"] = search_recal_images
-        self.search_images = search_val_images
+        self.search_images = len(options["splits"]["val"].labels) if "splits" in options else None
         self.search_recal = search_recal_images
         name = f"val{search_val_images or ''}" + (f"_recal{search_recal_images}" if search_recal_images else "")
         self.cache = EvaluationCache(out / f"{name}.json", self.space, "val")
