@@ -78,3 +78,32 @@ def test_console_entry_point_lists_spaces() -> None:
     )
     for name in list_spaces():
         assert name in result.stdout
+
+
+def test_admin_creates_users_and_tokens_and_first_start_creates_one_admin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.auth import authenticate, ensure_first_user
+    from api.db import Database
+    from api.db.migrate import upgrade
+    from api.settings import Settings
+
+    home = tmp_path / "home"
+    assert main(["admin", "create-user", "erin", "--token", "--home", str(home)]) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1].strip()
+    assert main(["admin", "create-token", "erin", "--label", "ci", "--home", str(home)]) == 0
+    second = capsys.readouterr().out.strip().splitlines()[-1].strip()
+    db = Database(Settings(home=home).db_url)
+    users = [authenticate(db, token) for token in (first, second)]
+    assert first != second and [u.name if u else None for u in users] == ["erin", "erin"]
+    assert ensure_first_user(db) is None  # the store has a user: nothing is created
+    db.dispose()
+
+    url = Settings(home=tmp_path / "fresh").db_url
+    upgrade(url)
+    fresh = Database(url)
+    token = ensure_first_user(fresh)
+    admin = authenticate(fresh, token) if token else None
+    assert admin is not None and admin.name == "admin" and admin.is_admin
+    assert ensure_first_user(fresh) is None  # shown once: a second start creates nothing
+    fresh.dispose()

@@ -12,6 +12,7 @@ import typer
 from api.cli.common import CLIError, console
 
 if TYPE_CHECKING:
+    from api.db import Database
     from api.settings import Settings
 
 HomeOption = Annotated[Path | None, typer.Option(help="state directory (default: HWNAS_HOME or ~/.hwnas)")]
@@ -120,6 +121,16 @@ def agent(
 admin = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
 
 
+def admin_db(home: Path | None) -> Database:
+    """The store of `home`, its schema upgraded first (an admin command may be the first one run)."""
+    from api.db import Database
+    from api.db.migrate import upgrade
+
+    url = settings_for(home).db_url
+    upgrade(url)
+    return Database(url)
+
+
 @admin.command("create-user")
 def create_user(
     name: Annotated[str, typer.Argument(help="the user's name")],
@@ -130,9 +141,8 @@ def create_user(
     """Create a user (and, with --token, an API token for it)."""
     from api.auth import create_token
     from api.auth import create_user as make_user
-    from api.db import Database
 
-    db = Database(settings_for(home).db_url)
+    db = admin_db(home)
     user = make_user(db, name, is_admin=is_admin)
     console.print(f"created user {user.name!r} (id {user.id}{', admin' if user.is_admin else ''})")
     if token:
@@ -147,9 +157,8 @@ def create_token(
 ) -> None:
     """Print a new API token of a user (the secret is shown only now)."""
     from api.auth import create_token as make_token
-    from api.db import Database
 
-    console.print(make_token(Database(settings_for(home).db_url), user, name=label), highlight=False)
+    console.print(make_token(admin_db(home), user, name=label), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
