@@ -217,6 +217,26 @@ def test_extract_equals_dynamic_forward(name: str) -> None:
     assert max_abs_diff(lo, hi) > 1e-3
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folding_batch_norms_keeps_the_outputs(channels_last: bool) -> None:
+    space = get_space(PX32)
+    torch.manual_seed(0)
+    net = build_supernet(space)
+    randomise(net, seed=3)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(4)).contiguous(memory_format=fmt)
+    for arch in [space.max_arch(), *space.sample(np.random.default_rng(5), 3)]:
+        subnet = net.extract(arch).eval().to(memory_format=fmt)
+        with torch.no_grad():
+            before = subnet(x)
+            folded = subnet.fold_batch_norms()
+            after = folded(x)
+        assert folded is subnet and not any(isinstance(m, torch.nn.BatchNorm2d) for m in subnet.modules())
+        assert max_abs_diff(before, after) <= 1e-4, arch
+        assert max_abs_diff(before, torch.zeros_like(before)) > 1e-2
+        assert subnet.first_conv.conv.weight.is_contiguous(memory_format=fmt)
+
+
 def test_extract_matches_in_train_mode(ref_state_dict: dict[str, torch.Tensor]) -> None:
     """With batch statistics too, the static subnet computes what the dynamic one does."""
     net = fresh_ref_net(ref_state_dict).train()
