@@ -226,7 +226,8 @@ def test_folding_batch_norms_keeps_the_outputs(channels_last: bool) -> None:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(4)).contiguous(memory_format=fmt)
     for arch in [space.max_arch(), *space.sample(np.random.default_rng(5), 3)]:
-        subnet = net.extract(arch).eval().to(memory_format=fmt)
+        subnet = net.extract(arch).eval()
+        subnet.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs omit memory_format
         with torch.no_grad():
             before = subnet(x)
             folded = subnet.fold_batch_norms()
