@@ -213,7 +213,7 @@ def bench_linas(args: argparse.Namespace, data: SupernetData) -> str:
     objectives: dict[str, Callable[[list[Any]], Any]] = {"acc": data.measure, "mmacs": mmacs}
     sample = data.space.sample_matrix(0, 5000)
     budget = args.real_budget
-    step = max(1, budget // 20)
+    step = max(1, budget // 40)
     results: dict[str, list[Any]] = {}
     for name in ("random", "nsga2", "linas"):
         kw: dict[str, Any] = {"population_size": max(4, budget // 10)} if name == "nsga2" else {}

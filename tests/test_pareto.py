@@ -10,6 +10,8 @@ import pytest
 from nas.search.pareto import (
     crowding_distance,
     hypervolume,
+    hypervolume_contributions,
+    hypervolume_truncation,
     knee_point,
     non_dominated_ranks,
     pareto_mask,
@@ -108,6 +110,32 @@ def test_hypervolume_handles_max_directions_and_points_outside() -> None:
 def test_hypervolume_beyond_three_objectives_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="1-3 objectives"):
         hypervolume(np.zeros((2, 4)), ["min"] * 4, [1.0] * 4)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [2, 3])
+def test_hypervolume_contributions_match_brute_force(seed: int, k: int) -> None:
+    points = np.random.default_rng(seed).random((9, k)) + 0.1
+    front = 5 * points / points.sum(axis=1, keepdims=True)  # on a plane: mutually non-dominated
+    front = np.concatenate([front, front[:1]])  # a duplicate: neither copy contributes
+    ref = np.full(k, 5.5)
+    total = brute_hv(front, ref)
+    expected = [total - brute_hv(np.delete(front, i, axis=0), ref) for i in range(len(front))]
+    np.testing.assert_allclose(hypervolume_contributions(front, ref), expected, atol=1e-9)
+    assert max(expected) > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hypervolume_truncation_is_greedy_and_keeps_the_best_subset_of_a_small_front(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.random(8))
+    front = np.column_stack([x, 1 - np.sqrt(x) + 0.05 * rng.random(8)])
+    front = front[brute_mask(front)]
+    ref = np.array([1.1, 1.1])
+    kept = hypervolume_truncation(front, len(front) - 1, ref)
+    best = max(itertools.combinations(range(len(front)), len(front) - 1), key=lambda c: brute_hv(front[list(c)], ref))
+    assert sorted(kept.tolist()) == sorted(best)
+    assert len(hypervolume_truncation(front, 2, ref)) == 2
 
 
 def test_knee_point_is_the_balanced_point() -> None:

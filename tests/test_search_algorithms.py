@@ -85,12 +85,24 @@ def test_registry_lists_every_algorithm() -> None:
     assert set(ALGORITHMS) <= set(list_algorithms())
 
 
-@pytest.mark.parametrize("algorithm", ["nsga2", "random", "linas", "optuna"])
-def test_multi_objective_algorithms_approach_the_true_front(space: SearchSpace, algorithm: str) -> None:
+@pytest.mark.parametrize(
+    ("algorithm", "options"),
+    [
+        ("nsga2", {}),
+        ("nsga2", {"selection": "hypervolume"}),
+        ("random", {}),
+        ("linas", {}),
+        ("linas", {"cheap_features": False, "acquisition": "crowding"}),
+        ("optuna", {}),
+    ],
+)
+def test_multi_objective_algorithms_approach_the_true_front(
+    space: SearchSpace, algorithm: str, options: dict[str, Any]
+) -> None:
     values, front = truth(space, bound=None)
     ref = {"acc": float(values[:, 0].min()), "macs": float(values[:, 1].max())}
     best = hypervolume(front, ["max", "min"], [ref["acc"], ref["macs"]])
-    result = run(space, algorithm)
+    result = run(space, algorithm, **options)
     assert result.n_evaluations == BUDGET[algorithm] == len(result.history)
     ratio = result.hypervolume(ref) / best
     floor = {"nsga2": 0.97, "random": 0.85, "linas": 0.95, "optuna": 0.9}[algorithm]
@@ -226,6 +238,8 @@ def test_linas_calls_cheap_objectives_directly_and_counts_only_real_evaluations(
         ({"objective": "speed"}, KeyError, "evolution objective 'speed'"),
         ({"algorithm": "optuna", "sampler": "cmaes"}, ValueError, "unknown optuna sampler"),
         ({"algorithm": "nsga2", "local": 1.5}, ValueError, "local must be in"),
+        ({"algorithm": "nsga2", "selection": "sms"}, ValueError, "selection must be one of"),
+        ({"algorithm": "linas", "acquisition": "ei"}, ValueError, "acquisition must be one of"),
     ],
 )
 def test_bad_input_is_a_clear_error(space: SearchSpace, kwargs: dict[str, Any], error: type, match: str) -> None:
@@ -274,3 +288,36 @@ def test_nsga2_never_spends_two_evaluations_on_one_subnet(space: SearchSpace) ->
                     budget=600, seed=0)  # fmt: skip
     assert result.n_evaluations == 600
     assert len(np.unique(result.matrix, axis=0)) == 600
+
+
+def test_survivors_keep_whole_fronts_and_cut_the_last_by_hypervolume() -> None:
+    from nas.search.common import survivors
+    from nas.search.pareto import crowding_distance, hypervolume_min
+
+    first = np.array([[0.0, 3.0], [1.0, 2.0], [3.0, 0.0]])
+    second = np.array([[1.0, 4.0], [1.5, 3.5], [2.0, 3.0], [2.2, 2.9], [4.0, 1.0], [4.5, 0.9]])
+    values = np.concatenate([first, second])
+    violation = np.zeros(len(values))
+    for by_hypervolume in (False, True):
+        keep = survivors(values, violation, 5, by_hypervolume)
+        assert {0, 1, 2} <= set(keep.tolist()) and len(keep) == 5
+    # dropping one row of the last front: the greedy cut is the best subset
+    keep = survivors(values, violation, 8, by_hypervolume=True)
+    ref = values.max(axis=0) + 0.1 * (values.max(axis=0) - values.min(axis=0))
+    chosen = sorted(int(i) - 3 for i in keep if i >= 3)
+    best = max(itertools.combinations(range(len(second)), 5), key=lambda c: hypervolume_min(second[list(c)], ref))
+    assert chosen == sorted(best) and chosen != sorted(np.argsort(-crowding_distance(second))[:5].tolist())
+    # an infeasible row never displaces a feasible one
+    violation[1] = 1.0
+    assert 1 not in survivors(values, violation, 8, by_hypervolume=True).tolist()
+
+
+def test_linas_picks_the_candidates_that_add_most_hypervolume() -> None:
+    from nas.search.linas import hypervolume_picks
+
+    known = np.array([[0.0, 2.0], [2.0, 0.0], [2.0, 2.0]])  # reference: (2.2, 2.2)
+    candidates = np.array([[3.0, 3.0], [1.2, 0.5], [1.9, 1.9], [0.5, 1.0]])
+    picks = hypervolume_picks(candidates, known, 3)
+    # (0.5, 1) adds 1.5 (more than (1.2, 0.5)'s 1.2); then (1.2, 0.5) still adds 0.4, while (1.9, 1.9)
+    # and the dominated (3, 3) add nothing: stop after two
+    assert picks.tolist() == [3, 1]

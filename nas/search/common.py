@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from nas.search.pareto import FloatMatrix, crowding_distance, non_dominated_ranks_min
+from nas.search.pareto import FloatMatrix, crowding_distance, hypervolume_truncation, non_dominated_ranks_min
 from nas.space import IntMatrix, SearchSpace
 
 
@@ -53,10 +53,26 @@ def rank_and_crowding(
     return ranks, crowd
 
 
-def survivors(values: FloatMatrix, violation: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
-    """Indices of the `n` best rows by (rank, larger crowding distance): NSGA-II's environmental selection."""
+def survivors(
+    values: FloatMatrix, violation: npt.NDArray[np.float64], n: int, by_hypervolume: bool = False
+) -> npt.NDArray[np.int64]:
+    """Indices of the `n` best rows: NSGA-II's environmental selection.
+
+    Rows are taken by constrained rank. The front that does not fit whole is cut by larger crowding
+    distance, or, with `by_hypervolume` (2-3 objectives), by greedy hypervolume contribution
+    (SMS-EMOA's selection) against the feasible rows' nadir pushed out by a tenth of their range.
+    """
     ranks, crowd = rank_and_crowding(values, violation)
-    return np.lexsort((-crowd, ranks))[:n]
+    order = np.lexsort((-crowd, ranks))
+    if not by_hypervolume or n >= len(values) or values.shape[1] not in (2, 3) or violation[order[n - 1]] > 0:
+        return order[:n]
+    cut = ranks[order[n - 1]]
+    whole = order[ranks[order] < cut]
+    front = np.flatnonzero(ranks == cut)
+    feasible = values[violation == 0]
+    low, high = feasible.min(axis=0), feasible.max(axis=0)
+    reference = high + 0.1 * np.where(high > low, high - low, 1.0)
+    return np.concatenate([whole, front[hypervolume_truncation(values[front], n - len(whole), reference)]])
 
 
 def tournament(
@@ -106,11 +122,16 @@ def top_up(space: SearchSpace, seen: Seen, rows: IntMatrix, n: int, rng: np.rand
 
 def novel_genes(space: SearchSpace, seen: Seen, rows: IntMatrix) -> IntMatrix:
     """The rows whose canonical subnet is neither in `seen` nor repeats an earlier row, in order."""
+    return rows[novel_mask(space, seen, rows)]
+
+
+def novel_mask(space: SearchSpace, seen: Seen, rows: IntMatrix) -> npt.NDArray[np.bool_]:
+    """Which rows `novel_genes` keeps."""
+    keep = np.zeros(len(rows), dtype=bool)
     if not len(rows):
-        return rows
+        return keep
     canon = np.ascontiguousarray(space.canonicalize_matrix(rows))
     _, first = np.unique(canon, axis=0, return_index=True)
-    keep = np.zeros(len(rows), dtype=bool)
     keep[np.sort(first)] = True
     keep &= np.array([not seen.has(row) for row in canon], dtype=bool)
-    return rows[keep]
+    return keep

@@ -16,26 +16,80 @@ import numpy as np
 import numpy.typing as npt
 
 from nas.search.base import SearchAlgorithm, SearchContext, register_algorithm
-from nas.search.common import Seen, anchors, survivors, top_up
+from nas.search.common import Seen, anchors, novel_mask, survivors, top_up
 from nas.search.nsga2 import NSGA2Loop
-from nas.search.pareto import FloatMatrix
+from nas.search.pareto import FloatMatrix, hypervolume_min, pareto_mask_min
 from nas.search.surrogate import RidgeSurrogate, Surrogate
-from nas.space import IntMatrix
+from nas.space import IntMatrix, SearchSpace
+
+
+class Features:
+    """Surrogate inputs: the subnets' encoding, plus the cheap objectives' values standardised on the evaluated set.
+
+    Cheap objectives such as MACs or a latency table say much about accuracy; giving them to the
+    surrogate as inputs lets a linear model use that from the first round.
+
+    Args:
+        space: the search space.
+        cheap_values: the evaluated subnets' cheap objective values (the standardisation's basis);
+            None leaves them out of the features.
+    """
+
+    def __init__(self, space: SearchSpace, cheap_values: FloatMatrix | None) -> None:
+        self.space = space
+        self.with_cheap = cheap_values is not None and cheap_values.shape[1] > 0
+        if cheap_values is not None and self.with_cheap:
+            std = cheap_values.std(axis=0)
+            self.center, self.scale = cheap_values.mean(axis=0), np.where(std > 0, std, 1.0)
+
+    def __call__(self, canon: IntMatrix, cheap_values: FloatMatrix) -> npt.NDArray[np.float32]:
+        """Features of canonical rows, given their cheap objective values."""
+        encoded = self.space.encode_matrix(canon)
+        if not self.with_cheap:
+            return encoded
+        return np.hstack([encoded, ((cheap_values - self.center) / self.scale).astype(np.float32)])
 
 
 def _predicted(
-    models: Sequence[Surrogate | None], ctx: SearchContext, genes: IntMatrix
+    models: Sequence[Surrogate | None], features: Features, ctx: SearchContext, genes: IntMatrix
 ) -> tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]:
     """Surrogate values (minimisation form; exact for the cheap objectives) and their constraint violation."""
     problem = ctx.problem
     canon = ctx.space.canonicalize_matrix(genes)
     cheap = [j for j, m in enumerate(models) if m is None]
     guess = problem.evaluate(canon, cheap) * problem.signs
-    features = ctx.space.encode_matrix(canon)
+    inputs = features(canon, guess[:, cheap])
     for j, model in enumerate(models):
         if model is not None:
-            guess[:, j] = model.predict(features)
+            guess[:, j] = model.predict(inputs)
     return genes, guess, problem.violation(guess * problem.signs)
+
+
+ACQUISITIONS = ("hypervolume", "crowding")
+
+
+def hypervolume_picks(candidates: FloatMatrix, known: FloatMatrix, n: int) -> npt.NDArray[np.int64]:
+    """Up to `n` candidate rows, picked greedily by how much hypervolume each adds to the known rows.
+
+    Both matrices are minimisation-form objective values of feasible subnets (the candidates'
+    predicted, the known ones measured). The reference is the known rows' nadir pushed out by a
+    tenth of their range. Stops early when no candidate adds anything.
+    """
+    low, high = known.min(axis=0), known.max(axis=0)
+    reference = high + 0.1 * np.where(high > low, high - low, 1.0)
+    front = known[pareto_mask_min(known)]
+    base = hypervolume_min(front, reference)
+    picks: list[int] = []
+    for _ in range(min(n, len(candidates))):
+        gains = np.array([hypervolume_min(np.vstack([front, row]), reference) for row in candidates]) - base
+        gains[picks] = -np.inf
+        best = int(np.argmax(gains))
+        if gains[best] <= 0:
+            break
+        picks.append(best)
+        front = np.vstack([front, candidates[best]])
+        base += gains[best]
+    return np.asarray(picks, dtype=np.int64)
 
 
 @register_algorithm("linas")
@@ -49,6 +103,10 @@ class LINAS(SearchAlgorithm):
         inner_population: population of the inner NSGA-II.
         inner_generations: generations of the inner NSGA-II per round.
         surrogate: zero-argument factory of a `Surrogate` (default: ridge regression).
+        cheap_features: give the surrogates the cheap objectives' values as inputs too (`Features`).
+        acquisition: how a batch is picked from the inner search's final population: "hypervolume"
+            (greedily, by the hypervolume each predicted subnet adds to the measured front) or
+            "crowding" (NSGA-II order: rank, then crowding distance).
     """
 
     def __init__(
@@ -59,6 +117,8 @@ class LINAS(SearchAlgorithm):
         inner_population: int = 100,
         inner_generations: int = 30,
         surrogate: Callable[[], Surrogate] = RidgeSurrogate,
+        cheap_features: bool = True,
+        acquisition: str = "hypervolume",
     ) -> None:
         counts = (
             ("batch_size", batch_size),
@@ -68,6 +128,8 @@ class LINAS(SearchAlgorithm):
         for option, value in counts:
             if value < 1:
                 raise ValueError(f"{option} must be >= 1, got {value}")
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
         if initial is not None and initial < 2:
             raise ValueError(f"initial must be >= 2, got {initial}")
         self.initial = initial
@@ -75,11 +137,13 @@ class LINAS(SearchAlgorithm):
         self.inner_population = inner_population
         self.inner_generations = inner_generations
         self.surrogate = surrogate
+        self.cheap_features = cheap_features
+        self.acquisition = acquisition
 
     def run(self, ctx: SearchContext) -> None:
         """Run rounds until the budget of real evaluations is spent."""
         space, rng, seen = ctx.space, ctx.rng, Seen()
-        n_initial = self.initial or min(100, max(10, ctx.budget // 10))
+        n_initial = self.initial or min(100, max(10, ctx.budget // 20))
         start = anchors(space, every_resolution=False)
         seen.add(start)
         first = ctx.evaluate(np.concatenate([start, top_up(space, seen, start[:0], n_initial - len(start), rng)]))
@@ -87,20 +151,27 @@ class LINAS(SearchAlgorithm):
         matrix, values, violation = first.matrix, first.values, first.violation
         ctx.end_generation()
         inner = NSGA2Loop(space, self.inner_population, crossover_prob=0.9, mutate_prob=0.1, local=0.0)
+        cheap = [j for j in range(values.shape[1]) if ctx.problem.vectorised(j)]
         while ctx.remaining > 0:
-            features = space.encode_matrix(matrix)
-            models = [None if ctx.problem.vectorised(j) else self.surrogate() for j in range(values.shape[1])]
+            features = Features(space, values[:, cheap] if self.cheap_features else None)
+            inputs = features(matrix, values[:, cheap])
+            models = [None if j in cheap else self.surrogate() for j in range(values.shape[1])]
             for j, model in enumerate(models):
                 if model is not None:
-                    model.fit(features, values[:, j])
+                    model.fit(inputs, values[:, j])
 
             best = matrix[survivors(values, violation, self.inner_population)]
             seed_rows = np.concatenate([best, space.sample_matrix(rng, max(0, self.inner_population - len(best)))])
             final, guess, guess_violation = inner.run(
-                partial(_predicted, models, ctx), seed_rows, rng, generations=self.inner_generations
+                partial(_predicted, models, features, ctx), seed_rows, rng, generations=self.inner_generations
             )
-            ranked = final[survivors(guess, guess_violation, len(final))]
-            batch = top_up(space, seen, ranked, min(self.batch_size, ctx.remaining), rng)
+            order = survivors(guess, guess_violation, len(final))
+            if self.acquisition == "hypervolume" and (violation == 0).any():
+                novel = order[novel_mask(space, seen, final[order])]
+                feasible = novel[guess_violation[novel] == 0]
+                picks = feasible[hypervolume_picks(guess[feasible], values[violation == 0], self.batch_size)]
+                order = np.concatenate([picks, order[~np.isin(order, picks)]])
+            batch = top_up(space, seen, final[order], min(self.batch_size, ctx.remaining), rng)
             out = ctx.evaluate(batch)
             seen.add(out.matrix)
             matrix = np.concatenate([matrix, out.matrix])

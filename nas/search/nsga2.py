@@ -12,6 +12,8 @@ from nas.search.common import Seen, anchors, rank_and_crowding, survivors, top_u
 from nas.search.pareto import FloatMatrix
 from nas.space import IntMatrix, SearchSpace
 
+SELECTIONS = ("crowding", "hypervolume")
+
 EvaluateFn = Callable[[IntMatrix], tuple[IntMatrix, FloatMatrix, npt.NDArray[np.float64]]]
 """Genotypes -> (the genotypes actually evaluated, a prefix; minimisation-form values; violation)."""
 
@@ -48,16 +50,25 @@ class NSGA2Loop:
         crossover_prob: probability that a child is a crossover of two parents.
         mutate_prob: per-gene mutation probability.
         local: share of mutations that step to a neighbouring choice (`SearchSpace.mutate_matrix`).
+        by_hypervolume: cut the last front by hypervolume contribution instead of crowding distance
+            (`common.survivors`).
     """
 
     def __init__(
-        self, space: SearchSpace, population_size: int, crossover_prob: float, mutate_prob: float, local: float
+        self,
+        space: SearchSpace,
+        population_size: int,
+        crossover_prob: float,
+        mutate_prob: float,
+        local: float,
+        by_hypervolume: bool = False,
     ) -> None:
         self.space = space
         self.population_size = population_size
         self.crossover_prob = crossover_prob
         self.mutate_prob = mutate_prob
         self.local = local
+        self.by_hypervolume = by_hypervolume
 
     def run(
         self,
@@ -74,7 +85,7 @@ class NSGA2Loop:
             The final population: rows, minimisation-form values, violation.
         """
         matrix, values, violation = evaluate(initial)
-        keep = survivors(values, violation, self.population_size)
+        keep = survivors(values, violation, self.population_size, self.by_hypervolume)
         matrix, values, violation = matrix[keep], values[keep], violation[keep]
         generation = 0
         while (generations is None or generation < generations) and (end_generation is None or end_generation()):
@@ -90,7 +101,7 @@ class NSGA2Loop:
             matrix = np.concatenate([matrix, c_matrix])
             values = np.concatenate([values, c_values])
             violation = np.concatenate([violation, c_violation])
-            keep = survivors(values, violation, self.population_size)
+            keep = survivors(values, violation, self.population_size, self.by_hypervolume)
             matrix, values, violation = matrix[keep], values[keep], violation[keep]
             generation += 1
         return matrix, values, violation
@@ -110,6 +121,9 @@ class NSGA2(SearchAlgorithm):
         crossover_prob: probability that a child is a crossover of two parents.
         mutate_prob: per-gene mutation probability (default: 2 / number of genes).
         local: share of mutations that step to a neighbouring choice instead of redrawing the gene.
+        selection: how the front that does not fit whole into the next population is cut:
+            "crowding" (classic NSGA-II) or "hypervolume" (greedy hypervolume contribution,
+            SMS-EMOA's rule; 2-3 objectives, crowding otherwise).
     """
 
     def __init__(
@@ -119,16 +133,20 @@ class NSGA2(SearchAlgorithm):
         crossover_prob: float = 0.9,
         mutate_prob: float | None = None,
         local: float = 0.5,
+        selection: str = "crowding",
     ) -> None:
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
         for option, value in (("crossover_prob", crossover_prob), ("mutate_prob", mutate_prob), ("local", local)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{option} must be in [0, 1], got {value}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         self.population_size = population_size
         self.crossover_prob = crossover_prob
         self.mutate_prob = mutate_prob
         self.local = local
+        self.selection = selection
 
     def run(self, ctx: SearchContext) -> None:
         """Evolve until the budget is spent."""
@@ -149,5 +167,8 @@ class NSGA2(SearchAlgorithm):
         fill = top_up(space, taken, space.random_genes(rng, 0), self.population_size - len(start), rng)
         initial = np.concatenate([start, fill])
         mutate_prob = 2 / len(space.gene_sizes) if self.mutate_prob is None else self.mutate_prob
-        loop = NSGA2Loop(space, self.population_size, self.crossover_prob, mutate_prob, self.local)
+        loop = NSGA2Loop(
+            space, self.population_size, self.crossover_prob, mutate_prob, self.local,
+            by_hypervolume=self.selection == "hypervolume",
+        )  # fmt: skip
         loop.run(evaluate, initial, rng, seen=seen, end_generation=next_generation)

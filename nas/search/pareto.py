@@ -183,6 +183,53 @@ def hypervolume(values: npt.ArrayLike, directions: Sequence[str], reference: Seq
     return hypervolume_min(as_minimisation(values, directions), ref)
 
 
+def hypervolume_contributions(front: FloatMatrix, reference: npt.ArrayLike) -> FloatMatrix:
+    """Exclusive hypervolume of each row of a minimisation-form front: what the front loses without it.
+
+    Rows that repeat another row contribute 0 (neither copy is needed). 2 objectives take one sort;
+    3 take one hypervolume per row.
+
+    Raises:
+        ValueError: more than 3 objectives, or a reference of the wrong length.
+    """
+    m = np.asarray(front, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    if m.ndim != 2 or m.shape[1] != len(ref):
+        raise ValueError(f"reference has {len(ref)} values for a front of shape {m.shape}")
+    if len(ref) != 2:
+        total = hypervolume_min(m, ref)
+        keep = np.ones(len(m), dtype=bool)
+        out = np.empty(len(m))
+        for i in range(len(m)):
+            keep[i] = False
+            out[i] = total - hypervolume_min(m[keep], ref)
+            keep[i] = True
+        return np.maximum(out, 0.0)
+    clipped = np.minimum(m, ref)
+    order = np.lexsort((clipped[:, 1], clipped[:, 0]))
+    pts = clipped[order]
+    # Along a 2-D front sorted by the first objective, each point's exclusive box reaches to the next
+    # point's first objective and to the previous point's second one (the reference at the ends).
+    right = np.append(pts[1:, 0], ref[0])
+    above = np.concatenate([[ref[1]], pts[:-1, 1]])
+    out = np.empty(len(m))
+    out[order] = np.maximum(right - pts[:, 0], 0.0) * np.maximum(above - pts[:, 1], 0.0)
+    return out
+
+
+def hypervolume_truncation(front: FloatMatrix, keep: int, reference: npt.ArrayLike) -> IntArray:
+    """Indices of `keep` rows of a front chosen greedily for hypervolume (SMS-EMOA's selection).
+
+    Removes, one at a time, the row whose exclusive contribution is smallest, recomputing the
+    contributions after each removal.
+    """
+    alive = np.arange(len(front))
+    while len(alive) > keep:
+        contributions = hypervolume_contributions(front[alive], reference)
+        alive = np.delete(alive, int(np.argmin(contributions)))
+    return alive
+
+
 def knee_point(values: npt.ArrayLike, directions: Sequence[str]) -> int:
     """Index of the knee of a front: the row closest to the ideal point after min-max normalisation.
 
