@@ -90,6 +90,7 @@ def test_registry_lists_every_algorithm() -> None:
     [
         ("nsga2", {}),
         ("nsga2", {"selection": "hypervolume"}),
+        ("nsga2", {"offspring_size": 5}),
         ("random", {}),
         ("linas", {}),
         ("linas", {"cheap_features": False, "acquisition": "crowding"}),
@@ -239,6 +240,7 @@ def test_linas_calls_cheap_objectives_directly_and_counts_only_real_evaluations(
         ({"algorithm": "optuna", "sampler": "cmaes"}, ValueError, "unknown optuna sampler"),
         ({"algorithm": "nsga2", "local": 1.5}, ValueError, "local must be in"),
         ({"algorithm": "nsga2", "selection": "sms"}, ValueError, "selection must be one of"),
+        ({"algorithm": "nsga2", "offspring_size": 0}, ValueError, "offspring_size must be >= 1"),
         ({"algorithm": "linas", "acquisition": "ei"}, ValueError, "acquisition must be one of"),
     ],
 )
@@ -321,3 +323,9 @@ def test_linas_picks_the_candidates_that_add_most_hypervolume() -> None:
     # (0.5, 1) adds 1.5 (more than (1.2, 0.5)'s 1.2); then (1.2, 0.5) still adds 0.4, while (1.9, 1.9)
     # and the dominated (3, 3) add nothing: stop after two
     assert picks.tolist() == [3, 1]
+
+
+def test_nsga2_offspring_size_sets_the_children_per_generation(space: SearchSpace) -> None:
+    result = run(space, "nsga2", population_size=10, offspring_size=4)
+    counts = np.bincount(result.generation)
+    assert counts[0] == 10 and set(counts[1:-1].tolist()) == {4} and 1 <= counts[-1] <= 4

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from nas.search.pareto import FloatMatrix, crowding_distance, hypervolume_truncation, non_dominated_ranks_min
+from nas.search.pareto import (
+    FloatMatrix,
+    crowding_distance,
+    hypervolume_truncation,
+    nadir_reference,
+    non_dominated_ranks_min,
+)
 from nas.space import IntMatrix, SearchSpace
 
 
@@ -69,9 +75,7 @@ def survivors(
     cut = ranks[order[n - 1]]
     whole = order[ranks[order] < cut]
     front = np.flatnonzero(ranks == cut)
-    feasible = values[violation == 0]
-    low, high = feasible.min(axis=0), feasible.max(axis=0)
-    reference = high + 0.1 * np.where(high > low, high - low, 1.0)
+    reference = nadir_reference(values[violation == 0])
     return np.concatenate([whole, front[hypervolume_truncation(values[front], n - len(whole), reference)]])
 
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from nas.search.base import SearchAlgorithm, SearchContext, register_algorithm
 from nas.search.common import Seen, anchors, novel_mask, survivors, top_up
 from nas.search.nsga2 import NSGA2Loop
-from nas.search.pareto import FloatMatrix, hypervolume_min, pareto_mask_min
+from nas.search.pareto import FloatMatrix, hypervolume_min, nadir_reference, pareto_mask_min
 from nas.search.surrogate import RidgeSurrogate, Surrogate
 from nas.space import IntMatrix, SearchSpace
 
@@ -75,8 +75,7 @@ def hypervolume_picks(candidates: FloatMatrix, known: FloatMatrix, n: int) -> np
     predicted, the known ones measured). The reference is the known rows' nadir pushed out by a
     tenth of their range. Stops early when no candidate adds anything.
     """
-    low, high = known.min(axis=0), known.max(axis=0)
-    reference = high + 0.1 * np.where(high > low, high - low, 1.0)
+    reference = nadir_reference(known)
     front = known[pareto_mask_min(known)]
     base = hypervolume_min(front, reference)
     picks: list[int] = []
@@ -98,7 +97,7 @@ class LINAS(SearchAlgorithm):
 
     Args:
         initial: random subnets (plus the smallest and the largest) evaluated before the first fit
-            (default: a tenth of the budget, at least 10 and at most 100).
+            (default: a twentieth of the budget, at least 10 and at most 100).
         batch_size: real evaluations per round.
         inner_population: population of the inner NSGA-II.
         inner_generations: generations of the inner NSGA-II per round.

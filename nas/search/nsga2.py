@@ -52,6 +52,8 @@ class NSGA2Loop:
         local: share of mutations that step to a neighbouring choice (`SearchSpace.mutate_matrix`).
         by_hypervolume: cut the last front by hypervolume contribution instead of crowding distance
             (`common.survivors`).
+        offspring_size: children per generation (default: `population_size`); fewer make the
+            selection act more often per evaluation.
     """
 
     def __init__(
@@ -62,9 +64,11 @@ class NSGA2Loop:
         mutate_prob: float,
         local: float,
         by_hypervolume: bool = False,
+        offspring_size: int | None = None,
     ) -> None:
         self.space = space
         self.population_size = population_size
+        self.offspring_size = offspring_size or population_size
         self.crossover_prob = crossover_prob
         self.mutate_prob = mutate_prob
         self.local = local
@@ -90,11 +94,11 @@ class NSGA2Loop:
         generation = 0
         while (generations is None or generation < generations) and (end_generation is None or end_generation()):
             children = offspring(
-                self.space, matrix, values, violation, self.population_size, rng, self.crossover_prob,
+                self.space, matrix, values, violation, self.offspring_size, rng, self.crossover_prob,
                 self.mutate_prob, self.local,
             )  # fmt: skip
             if seen is not None:
-                children = top_up(self.space, seen, children, self.population_size, rng)
+                children = top_up(self.space, seen, children, self.offspring_size, rng)
             c_matrix, c_values, c_violation = evaluate(children)
             if not len(c_matrix):
                 break
@@ -117,7 +121,8 @@ class NSGA2(SearchAlgorithm):
     that keeps genotypes, and mostly local mutations.
 
     Args:
-        population_size: population and children per generation.
+        population_size: survivors per generation.
+        offspring_size: children per generation (default: `population_size`).
         crossover_prob: probability that a child is a crossover of two parents.
         mutate_prob: per-gene mutation probability (default: 2 / number of genes).
         local: share of mutations that step to a neighbouring choice instead of redrawing the gene.
@@ -130,6 +135,7 @@ class NSGA2(SearchAlgorithm):
         self,
         *,
         population_size: int = 20,
+        offspring_size: int | None = None,
         crossover_prob: float = 0.9,
         mutate_prob: float | None = None,
         local: float = 0.5,
@@ -137,12 +143,15 @@ class NSGA2(SearchAlgorithm):
     ) -> None:
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
+        if offspring_size is not None and offspring_size < 1:
+            raise ValueError(f"offspring_size must be >= 1, got {offspring_size}")
         for option, value in (("crossover_prob", crossover_prob), ("mutate_prob", mutate_prob), ("local", local)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{option} must be in [0, 1], got {value}")
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         self.population_size = population_size
+        self.offspring_size = offspring_size
         self.crossover_prob = crossover_prob
         self.mutate_prob = mutate_prob
         self.local = local
@@ -169,6 +178,6 @@ class NSGA2(SearchAlgorithm):
         mutate_prob = 2 / len(space.gene_sizes) if self.mutate_prob is None else self.mutate_prob
         loop = NSGA2Loop(
             space, self.population_size, self.crossover_prob, mutate_prob, self.local,
-            by_hypervolume=self.selection == "hypervolume",
+            by_hypervolume=self.selection == "hypervolume", offspring_size=self.offspring_size,
         )  # fmt: skip
         loop.run(evaluate, initial, rng, seen=seen, end_generation=next_generation)

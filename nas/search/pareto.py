@@ -183,6 +183,16 @@ def hypervolume(values: npt.ArrayLike, directions: Sequence[str], reference: Seq
     return hypervolume_min(as_minimisation(values, directions), ref)
 
 
+def nadir_reference(values: FloatMatrix, margin: float = 0.1) -> npt.NDArray[np.float64]:
+    """A hypervolume reference for minimisation-form rows: their worst value per objective, pushed out.
+
+    Each objective's worst value moves out by `margin` times its range (by `margin` where the range is
+    0), so that the extreme rows add hypervolume too.
+    """
+    low, high = values.min(axis=0), values.max(axis=0)
+    return high + margin * np.where(high > low, high - low, 1.0)
+
+
 def hypervolume_contributions(front: FloatMatrix, reference: npt.ArrayLike) -> FloatMatrix:
     """Exclusive hypervolume of each row of a minimisation-form front: what the front loses without it.
 
