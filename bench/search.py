@@ -279,21 +279,26 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(which) - {"speed", "quality", "linas", "predictor"})
     if unknown:
         parser.error(f"unknown --which {unknown}; choose from speed, quality, linas, predictor")
-    sections = []
-    if "speed" in which:
-        sections.append(bench_speed(args))
     needs_supernet = [w for w in which if w != "speed"]
-    if needs_supernet:
-        if not args.supernet:
-            parser.error(f"--which {','.join(needs_supernet)} needs --supernet RUN_DIR")
-        data = SupernetData(args.supernet, Path(args.out), args.search_val_images, args.search_recal_images)
-        for name, fn in (("quality", bench_quality), ("linas", bench_linas), ("predictor", bench_predictor)):
-            if name in which:
-                sections.append(fn(args, data))
-    body = "\n".join(sections)
-    print(body)
-    if not args.no_record:
-        record("bench.search", body)
+    if needs_supernet and not args.supernet:
+        parser.error(f"--which {','.join(needs_supernet)} needs --supernet RUN_DIR")
+    data = (
+        SupernetData(args.supernet, Path(args.out), args.search_val_images, args.search_recal_images)
+        if needs_supernet
+        else None
+    )
+    sections: dict[str, Callable[..., str]] = {
+        "speed": bench_speed,
+        "quality": bench_quality,
+        "linas": bench_linas,
+        "predictor": bench_predictor,
+    }
+    for name in which:
+        body = sections[name](args) if name == "speed" else sections[name](args, data)
+        print(body)
+        if not args.no_record:
+            # one BENCHMARKS.md section per part: parts are often re-measured alone, on other days and machines
+            record(f"bench.search {name}", body)
 
 
 if __name__ == "__main__":
