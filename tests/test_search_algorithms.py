@@ -192,7 +192,7 @@ def test_constraints_met_alone_but_not_together_are_explained(space: SearchSpace
 
 def test_progress_reports_every_generation(space: SearchSpace) -> None:
     events: list[SearchProgress] = []
-    result = run(space, "nsga2", budget=300, progress=events.append, population_size=50)
+    result = run(space, "nsga2", budget=300, progress=events.append, population_size=50, offspring_size=50)
     assert [e.generation for e in events] == list(range(len(events)))
     assert len(events) == 6
     assert [e.evaluations for e in events] == [50, 100, 150, 200, 250, 300]
@@ -329,3 +329,16 @@ def test_nsga2_offspring_size_sets_the_children_per_generation(space: SearchSpac
     result = run(space, "nsga2", population_size=10, offspring_size=4)
     counts = np.bincount(result.generation)
     assert counts[0] == 10 and set(counts[1:-1].tolist()) == {4} and 1 <= counts[-1] <= 4
+
+
+def test_nsga2_starts_from_small_and_large_subnets_spread_over_the_resolutions() -> None:
+    from nas.spaces import get_space
+
+    big = get_space("ofa_mbv3_d234_e346_k357_w1.0")  # 25 resolutions: 50 anchors for a population of 12
+    result = search(big, {"macs": MMACs(big)}, {"macs": "min"}, algorithm="nsga2", budget=30, seed=0)
+    first = result.matrix[result.generation == 0]
+    keys = {big.key(a) for a in big.from_matrix(first)}
+    mins = [r for r in big.resolutions if big.key(big.min_arch(r)) in keys]
+    maxs = [r for r in big.resolutions if big.key(big.max_arch(r)) in keys]
+    assert len(first) == 12 and len(mins) + len(maxs) == 6 and mins and maxs
+    assert min(mins) == big.resolutions[0] and max(maxs) == big.resolutions[-1]

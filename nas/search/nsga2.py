@@ -115,31 +115,32 @@ class NSGA2Loop:
 class NSGA2(SearchAlgorithm):
     """NSGA-II: non-dominated sorting, crowding distance, binary tournaments, constraint domination.
 
-    The initial population holds the smallest and largest subnet at every resolution and random
-    ones. Children already evaluated are replaced by new subnets where the space allows. The
-    defaults were chosen for sample efficiency (BENCHMARKS.md, bench.search): a small population
-    that keeps genotypes, and mostly local mutations.
+    The initial population holds smallest and largest subnets (at most half of it, spread over the
+    resolutions) and random ones. Children already evaluated are replaced by new subnets where the
+    space allows. The defaults were chosen for sample efficiency
+    (BENCHMARKS.md, bench.search): a small population of genotypes, half as many children per
+    generation, half of the mutations local, and the last front cut by hypervolume contribution.
 
     Args:
         population_size: survivors per generation.
-        offspring_size: children per generation (default: `population_size`).
+        offspring_size: children per generation (default: half the population).
         crossover_prob: probability that a child is a crossover of two parents.
         mutate_prob: per-gene mutation probability (default: 2 / number of genes).
         local: share of mutations that step to a neighbouring choice instead of redrawing the gene.
         selection: how the front that does not fit whole into the next population is cut:
-            "crowding" (classic NSGA-II) or "hypervolume" (greedy hypervolume contribution,
-            SMS-EMOA's rule; 2-3 objectives, crowding otherwise).
+            "hypervolume" (greedy hypervolume contribution, SMS-EMOA's rule; 2-3 objectives,
+            crowding otherwise) or "crowding" (classic NSGA-II).
     """
 
     def __init__(
         self,
         *,
-        population_size: int = 20,
+        population_size: int = 12,
         offspring_size: int | None = None,
         crossover_prob: float = 0.9,
         mutate_prob: float | None = None,
         local: float = 0.5,
-        selection: str = "crowding",
+        selection: str = "hypervolume",
     ) -> None:
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
@@ -151,7 +152,7 @@ class NSGA2(SearchAlgorithm):
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         self.population_size = population_size
-        self.offspring_size = offspring_size
+        self.offspring_size = offspring_size or max(1, population_size // 2)
         self.crossover_prob = crossover_prob
         self.mutate_prob = mutate_prob
         self.local = local
@@ -170,7 +171,10 @@ class NSGA2(SearchAlgorithm):
             ctx.end_generation()
             return ctx.remaining > 0
 
-        start = anchors(space)[: self.population_size]
+        start = anchors(space)
+        if len(start) > self.population_size // 2:  # e.g. 50 anchors of w1.0's 25 resolutions
+            picks = np.linspace(0, len(start) - 1, max(1, self.population_size // 2)).round().astype(np.int64)
+            start = start[np.unique(picks)]
         taken = Seen()
         taken.add(start)
         fill = top_up(space, taken, space.random_genes(rng, 0), self.population_size - len(start), rng)
