@@ -30,15 +30,19 @@ def machine() -> str:
     )
 
 
-def record(module: str, body: str) -> None:
-    """Replace (or append) the section of benchmark `module` (e.g. "bench.supernet") in BENCHMARKS.md."""
+def record(module: str, body: str, part: str | None = None) -> None:
+    """Replace (or append) the section of benchmark `module` (e.g. "bench.supernet") in BENCHMARKS.md.
+
+    A `part` (e.g. "quality" of bench.search) gets a section of its own, "<module> <part>".
+    """
     command = "python -m " + " ".join([module, *sys.argv[1:]])
+    name = f"{module} {part}" if part else module
     section = (
-        f"<!-- begin {module} -->\n## {module}\n\n"
+        f"<!-- begin {name} -->\n## {name}\n\n"
         f"- command: `{command}`\n- machine: {machine()}\n- date: {dt.date.today().isoformat()}\n\n"
-        f"{body.strip()}\n<!-- end {module} -->\n"
+        f"{body.strip()}\n<!-- end {name} -->\n"
     )
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
-    pattern = re.compile(rf"<!-- begin {re.escape(module)} -->.*?<!-- end {re.escape(module)} -->\n", re.S)
+    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->\n", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     BENCHMARKS.write_text(text)
