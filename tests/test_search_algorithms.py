@@ -312,6 +312,10 @@ def test_survivors_keep_whole_fronts_and_cut_the_last_by_hypervolume() -> None:
     # an infeasible row never displaces a feasible one
     violation[1] = 1.0
     assert 1 not in survivors(values, violation, 8, by_hypervolume=True).tolist()
+    # 3 objectives: crowding cuts (exact contributions per removal would cost too much per generation)
+    three = np.random.default_rng(0).random((30, 3))
+    ok = np.zeros(30)
+    assert survivors(three, ok, 12, by_hypervolume=True).tolist() == survivors(three, ok, 12).tolist()
 
 
 def test_linas_picks_the_candidates_that_add_most_hypervolume() -> None:

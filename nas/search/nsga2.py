@@ -119,7 +119,8 @@ class NSGA2(SearchAlgorithm):
     resolutions) and random ones. Children already evaluated are replaced by new subnets where the
     space allows. The defaults were chosen for sample efficiency
     (BENCHMARKS.md, bench.search): a small population of genotypes, half as many children per
-    generation, half of the mutations local, and the last front cut by hypervolume contribution.
+    generation, half of the mutations local, and (2 objectives) the last front cut by hypervolume
+    contribution.
 
     Args:
         population_size: survivors per generation.
@@ -128,7 +129,7 @@ class NSGA2(SearchAlgorithm):
         mutate_prob: per-gene mutation probability (default: 2 / number of genes).
         local: share of mutations that step to a neighbouring choice instead of redrawing the gene.
         selection: how the front that does not fit whole into the next population is cut:
-            "hypervolume" (greedy hypervolume contribution, SMS-EMOA's rule; 2-3 objectives,
+            "hypervolume" (greedy hypervolume contribution, SMS-EMOA's rule; 2 objectives,
             crowding otherwise) or "crowding" (classic NSGA-II).
     """
 
