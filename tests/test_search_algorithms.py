@@ -346,3 +346,10 @@ def test_nsga2_starts_from_small_and_large_subnets_spread_over_the_resolutions()
     maxs = [r for r in big.resolutions if big.key(big.max_arch(r)) in keys]
     assert len(first) == 12 and len(mins) + len(maxs) == 6 and mins and maxs
     assert min(mins) == big.resolutions[0] and max(maxs) == big.resolutions[-1]
+
+
+def test_linas_with_more_objectives_than_exact_hypervolume_handles(space: SearchSpace) -> None:
+    objectives = {"acc": toy_acc(space), "m1": MMACs(space), "m2": MMACs(space), "m3": MMACs(space)}
+    result = search(space, objectives, {"acc": "max", "m1": "min", "m2": "min", "m3": "min"}, algorithm="linas",
+                    budget=30, seed=0)  # fmt: skip
+    assert result.n_evaluations == 30 and result.pareto

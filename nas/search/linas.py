@@ -104,8 +104,9 @@ class LINAS(SearchAlgorithm):
         surrogate: zero-argument factory of a `Surrogate` (default: ridge regression).
         cheap_features: give the surrogates the cheap objectives' values as inputs too (`Features`).
         acquisition: how a batch is picked from the inner search's final population: "hypervolume"
-            (greedily, by the hypervolume each predicted subnet adds to the measured front) or
-            "crowding" (NSGA-II order: rank, then crowding distance).
+            (greedily, by the hypervolume each predicted subnet adds to the measured front; up to 3
+            objectives, the NSGA-II order beyond) or "crowding" (NSGA-II order: rank, then
+            crowding distance).
     """
 
     def __init__(
@@ -165,7 +166,7 @@ class LINAS(SearchAlgorithm):
                 partial(_predicted, models, features, ctx), seed_rows, rng, generations=self.inner_generations
             )
             order = survivors(guess, guess_violation, len(final))
-            if self.acquisition == "hypervolume" and (violation == 0).any():
+            if self.acquisition == "hypervolume" and values.shape[1] <= 3 and (violation == 0).any():
                 novel = order[novel_mask(space, seen, final[order])]
                 feasible = novel[guess_violation[novel] == 0]
                 picks = feasible[hypervolume_picks(guess[feasible], values[violation == 0], self.batch_size)]
