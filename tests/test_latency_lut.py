@@ -154,6 +154,8 @@ def test_built_table_matches_end_to_end(built_small: LookupTable) -> None:
     settings = MeasureSettings(warmup_runs=5, warmup_seconds=0.05, runs=30)
     measured = np.array([measure_onnx(subnet_onnx(space, a), get_target("cpu-ort"), settings).median_ms for a in archs])
     ratio = built_small.predict(archs) / measured
-    # A consistency check on a loaded machine, not a timing test: the table sum is within 2x.
-    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+    # A consistency check, not a timing test. Layers timed alone cost more than inside one graph, and
+    # how much depends on the host: 0.9-1.24x on AVX-512 hosts, but 1.9-2.2x for the smallest subnet
+    # (16 layers, 0.44 ms end to end) on an AVX2 host (2026-11-30), so the bound is 3x.
+    assert np.all((ratio > 0.5) & (ratio < 3.0)), ratio
     assert built_small.predict(archs)[1] > built_small.predict(archs)[0]  # max subnet costs more than min
