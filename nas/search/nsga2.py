@@ -172,10 +172,9 @@ class NSGA2(SearchAlgorithm):
             ctx.end_generation()
             return ctx.remaining > 0
 
-        start = anchors(space)
-        if len(start) > self.population_size // 2:  # e.g. 50 anchors of w1.0's 25 resolutions
-            picks = np.linspace(0, len(start) - 1, max(1, self.population_size // 2)).round().astype(np.int64)
-            start = start[np.unique(picks)]
+        start, n_anchors = anchors(space), self.population_size // 2  # population_size >= 2
+        if len(start) > n_anchors:  # e.g. 50 anchors of w1.0's 25 resolutions
+            start = start[np.unique(np.linspace(0, len(start) - 1, n_anchors).round().astype(np.int64))]
         taken = Seen()
         taken.add(start)
         fill = top_up(space, taken, space.random_genes(rng, 0), self.population_size - len(start), rng)
