@@ -16,6 +16,7 @@ import argparse
 import statistics
 from pathlib import Path
 
+import torch
 from rich.console import Console
 
 from api.cli.progress import TrainingProgress
@@ -28,10 +29,10 @@ console = Console()
 STRATEGIES = ("sandwich", "progressive_shrinking")
 
 
-def run(config: TrainConfig, out: Path) -> TrainRun:
-    console.print(f"[bold]{config.strategy}[/] -> {out}")
+def run(config: TrainConfig, out: Path, device: str) -> TrainRun:
+    console.print(f"[bold]{config.strategy}[/] -> {out} on {device}")
     with TrainingProgress() as progress:
-        return train_supernet(config, out, progress=progress)
+        return train_supernet(config, out, progress=progress, device=device)
 
 
 def epoch_figures(r: TrainRun) -> str:
@@ -47,12 +48,13 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, help="train on this many images only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench_fidelity")
+    parser.add_argument("--device", default="cpu", help="train on this device (cpu, cuda); evaluation runs on the CPU")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     common = {"dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "train_images": args.train_images}
 
-    supernets = {s: run(TrainConfig(strategy=s, **common), out / s) for s in STRATEGIES}
+    supernets = {s: run(TrainConfig(strategy=s, **common), out / s, args.device) for s in STRATEGIES}
     space = supernets["sandwich"].supernet.space
     resolution = max(space.resolutions)
     archs: list[Arch] = [space.min_arch(resolution), space.max_arch(resolution)]
@@ -64,7 +66,9 @@ def main() -> None:
     standalone_runs = []
     for label, arch in zip(labels, archs, strict=True):
         alone = run(
-            TrainConfig(strategy="standalone", arch=dict(arch), **common), out / f"standalone_{space.key(arch)}"
+            TrainConfig(strategy="standalone", arch=dict(arch), **common),
+            out / f"standalone_{space.key(arch)}",
+            args.device,
         )
         standalone_runs.append(alone)
         base = evaluate(alone.supernet, arch, "test", recalibrate=False).top1
@@ -77,9 +81,11 @@ def main() -> None:
         console.print(rows[-1])
 
     n_images = f"{args.train_images:,}" if args.train_images else "all"
+    trained_on = "the CPU" if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name(args.device)})"
     lines = [
         f"Dataset {args.dataset}, {n_images} training images (10% of the train split held out for validation), "
-        f"{args.epochs} epochs per run, resolution {resolution} for evaluation; top-1 on the test split in %, "
+        f"{args.epochs} epochs per run, trained on {trained_on}, resolution {resolution} for evaluation; "
+        "top-1 on the test split in %, "
         "supernet subnets after BN recalibration (gap to standalone in brackets).",
         "",
         *rows,

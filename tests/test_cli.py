@@ -59,6 +59,8 @@ def test_export_from_checkpoint(tmp_path: Path) -> None:
         (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--arch", '{"ks": [4]}', "--out", "x"], "missing"),
         (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--arch", "max", "--out", "x", "--mean", "a"], "--mean"),
         (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--out", "x"], "--arch"),
+        (["train", "--out", "x", "--device", "gpu0"], "unknown device 'gpu0'"),
+        (["train", "--out", "x", "--device", "cuda", "--workers", "2"], "Ray Train workers train on the CPU"),
         (["nope"], "No such command"),
     ],
 )

@@ -159,6 +159,62 @@ def test_bad_input_fails_before_training(tmp_path: Path) -> None:
     assert not any((tmp_path / n / "checkpoint").exists() for n in "abcd")
 
 
+def test_training_device_is_checked_before_training(tmp_path: Path) -> None:
+    from nas.train.loop import DataParallel
+
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        train_supernet(demo_config(), tmp_path / "a", device="gpu0")
+    with pytest.raises(ValueError, match="not supported for training"):
+        train_supernet(demo_config(), tmp_path / "b", device="meta")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CPU only"):
+            train_supernet(demo_config(), tmp_path / "c", device="cuda", parallel=DataParallel(0, 2))
+    else:
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            train_supernet(demo_config(), tmp_path / "c", device="cuda")
+    assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_checkpoint_keeps_the_gpu_generator_state(tmp_path: Path) -> None:
+    from nas.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+
+    config = demo_config()
+    gpu_state = torch.randint(0, 256, (16,), dtype=torch.uint8)
+
+    def save(out: Path, cuda_rng_state: torch.Tensor | None) -> Path:
+        return save_checkpoint(
+            out, config=config, state=TrainState(), weights={"w": torch.ones(2)}, teacher=None,
+            optimizer_state={"state": {}, "param_groups": []}, metadata={}, cuda_rng_state=cuda_rng_state,
+        )  # fmt: skip
+
+    with_gpu = load_checkpoint(save(tmp_path / "gpu", gpu_state), config)
+    assert with_gpu.cuda_rng_state is not None and torch.equal(with_gpu.cuda_rng_state, gpu_state)
+    assert load_checkpoint(save(tmp_path / "cpu", None), config).cuda_rng_state is None
+
+
+@pytest.mark.cuda
+def test_training_on_a_gpu_resumes_and_moves_between_devices(tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    config = demo_config(epochs=2)
+    straight = train_supernet(config, tmp_path / "straight", device="cuda")
+    assert all(p.device.type == "cpu" for p in straight.supernet.parameters())
+    assert straight.history[-1]["loss"] < straight.history[0]["loss"]
+    with pytest.raises(SimulatedCrashError):
+        train_supernet(config, tmp_path / "crashed", device="cuda", progress=crash_at(0, 1, 3))
+    assert json.loads((tmp_path / "crashed" / "checkpoint" / "state.json").read_text())["cuda_rng_state"]
+    resumed = train_supernet(config, tmp_path / "crashed", device="cuda")
+    # cuDNN may pick other kernels after a restart: the same run up to float rounding, not bit for bit
+    for key, value in straight.supernet.state_dict().items():
+        torch.testing.assert_close(resumed.supernet.state_dict()[key], value, rtol=1e-3, atol=1e-4, msg=key)
+    # a run checkpointed on the CPU continues on the GPU
+    with pytest.raises(SimulatedCrashError):
+        train_supernet(config, tmp_path / "moved", progress=crash_at(0, 1, 0))
+    moved = train_supernet(config, tmp_path / "moved", device="cuda")
+    assert len(moved.history) == 2 and np.isfinite(moved.history[-1]["loss"])
+    assert evaluate(moved.supernet, moved.supernet.space.max_arch(28), "test").top1 > 0.1
+
+
 def test_recalibrate_bn_is_the_weighted_average_of_batch_statistics() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(2, 3, 3, padding=1)

@@ -85,7 +85,7 @@ def export(
     console.print(f"wrote {path}" + (f" ({meta['macs'] / 1e6:.1f} MMACs, {meta['params']:,} params)" if meta else ""))
 
 
-def train_with_progress(config: Any, out: Path, workers: int) -> Any:
+def train_with_progress(config: Any, out: Path, workers: int, device: str = "cpu") -> Any:
     """Train `config` into `out` with a progress bar (on Ray Train with more than one worker)."""
     from api.cli.progress import TrainingProgress
     from nas.train import train_supernet
@@ -95,7 +95,7 @@ def train_with_progress(config: Any, out: Path, workers: int) -> Any:
             from workers.train import train_supernet_on_ray
 
             return train_supernet_on_ray(config, out, num_workers=workers, progress=progress)
-        return train_supernet(config, out, progress=progress)
+        return train_supernet(config, out, progress=progress, device=device)
 
 
 def train(
@@ -108,6 +108,7 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="default: the preset's")] = None,
     lr: Annotated[float | None, typer.Option(help="peak learning rate; default: the preset's")] = None,
     workers: Annotated[int, typer.Option(help="Ray Train workers (1 = in this process)")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (one process; a run may resume on another)")] = "cpu",
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train a supernet (resumes from the checkpoint in --out if there is one)."""
@@ -117,7 +118,11 @@ def train(
         space=space, dataset=dataset, data_dir=data_dir, strategy=strategy, epochs=epochs, batch_size=batch_size,
         lr=lr, seed=seed,
     )  # fmt: skip
-    run = train_with_progress(config, out, workers)
+    if workers > 1 and device != "cpu":
+        raise typer.BadParameter(
+            "Ray Train workers train on the CPU; use --workers 1 with --device", param_hint="--device"
+        )
+    run = train_with_progress(config, out, workers, device)
     last = run.history[-1]
     console.print(f"trained {len(run.history)} epochs; last loss {last['loss']:.3f}; checkpoint in {run.out_dir}")
 

@@ -52,6 +52,7 @@ class Checkpoint:
     teacher: dict[str, Tensor] | None
     rng_state: Tensor
     metadata: dict[str, Any]
+    cuda_rng_state: Tensor | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -85,8 +86,13 @@ def save_checkpoint(
     optimizer_state: dict[str, Any],
     teacher: dict[str, Tensor] | None,
     metadata: dict[str, Any],
+    cuda_rng_state: Tensor | None = None,
 ) -> Path:
-    """Write a checkpoint atomically into ``out_dir/checkpoint`` and return its path."""
+    """Write a checkpoint atomically into ``out_dir/checkpoint`` and return its path.
+
+    Tensors may live on any device; they are written from the CPU. `cuda_rng_state` is the
+    generator state of the GPU a run trains on (dropout draws from it), kept for resuming there.
+    """
     from safetensors.torch import save_file
 
     final = out_dir / CHECKPOINT
@@ -98,13 +104,14 @@ def save_checkpoint(
     if teacher is not None:
         files["teacher.safetensors"] = teacher
     for name, tensors in files.items():
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(new / name))
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(new / name))
     record = {
         "format": FORMAT,
         "config": config.model_dump(mode="json"),
         "state": asdict(state),
         "param_groups": groups,
         "torch_rng_state": torch.get_rng_state().tolist(),
+        "cuda_rng_state": cuda_rng_state.tolist() if cuda_rng_state is not None else None,
         "metadata": metadata,
         "sha256": {name: _sha256(new / name) for name in files},
     }
@@ -161,4 +168,7 @@ def load_checkpoint(path: Path, config: TrainConfig) -> Checkpoint:
         teacher=tensors.get("teacher.safetensors"),
         rng_state=torch.tensor(record["torch_rng_state"], dtype=torch.uint8),
         metadata=record["metadata"],
+        cuda_rng_state=(
+            torch.tensor(record["cuda_rng_state"], dtype=torch.uint8) if record.get("cuda_rng_state") else None
+        ),
     )

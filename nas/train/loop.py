@@ -138,6 +138,7 @@ def train_supernet(
     progress: ProgressCallback | None = None,
     resume: bool = True,
     parallel: DataParallel | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainRun:
     """Train a supernet as `config` says, checkpointing into `out_dir` after every epoch.
 
@@ -147,23 +148,61 @@ def train_supernet(
         progress: called after every step.
         resume: continue from the checkpoint in `out_dir` if there is one.
         parallel: rank and world size when run data-parallel (see `workers.train`).
+        device: where the supernet trains ("cpu", "cuda", "cuda:1"). Not part of the
+            configuration: a run checkpointed on one device resumes on another. The data stay
+            on the CPU (loading, augmentation) and each batch is copied over.
 
     Raises:
         KeyError: unknown dataset, space or strategy.
-        ValueError: bad dataset files or arguments (before any training), or an unusable checkpoint.
+        ValueError: bad dataset files or arguments (before any training), an unusable
+            checkpoint, or a device this machine does not have.
         FileNotFoundError: the dataset is missing.
         TrainingDivergedError: the loss became NaN or infinite.
     """
-    return _Trainer(config, Path(out_dir), progress, parallel or DataParallel(0, 1)).run(resume)
+    parallel = parallel or DataParallel(0, 1)
+    return _Trainer(config, Path(out_dir), progress, parallel, training_device(device, parallel)).run(resume)
+
+
+def training_device(device: str | torch.device, parallel: DataParallel) -> torch.device:
+    """Check that `device` exists here and suits the run; returns it as a `torch.device`.
+
+    Raises:
+        ValueError: an unknown device string, a CUDA device this machine lacks, or a non-CPU
+            device for a data-parallel run (its gradient all-reduce runs over gloo on the CPU).
+    """
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {str(device)!r} ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"device {str(device)!r} asked for, but torch {torch.__version__} sees no CUDA GPU here; "
+                "train on 'cpu' or install a CUDA build of torch on a machine with a GPU"
+            )
+        if chosen.index is not None and chosen.index >= count:
+            raise ValueError(f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s)")
+    elif chosen.type != "cpu":
+        raise ValueError(f"device {str(device)!r} is not supported for training; use 'cpu' or 'cuda'")
+    if chosen.type != "cpu" and parallel.world_size > 1:
+        raise ValueError("data-parallel training (Ray Train workers) runs on the CPU only; pass device='cpu'")
+    return chosen
 
 
 class _Trainer:
     """One training run: set-up, the phase/epoch/step loops, checkpoints."""
 
     def __init__(
-        self, config: TrainConfig, out: Path, progress: ProgressCallback | None, parallel: DataParallel
+        self,
+        config: TrainConfig,
+        out: Path,
+        progress: ProgressCallback | None,
+        parallel: DataParallel,
+        device: torch.device,
     ) -> None:
         self.config, self.out, self.progress, self.parallel = config, out, progress, parallel
+        self.device = device
         self.strategy = get_strategy(config.strategy)
         data = load_dataset(config.dataset, config.data_dir)
         splits = split_dataset(data, config.val_fraction, config.seed)
@@ -188,7 +227,7 @@ class _Trainer:
             "in_channels": data.channels,
             "num_classes": data.num_classes,
         }
-        self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.net.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.loader = BatchLoader(
             splits["train"], batch_size=config.batch, mean=data.mean, std=data.std, shuffle=True,
             augment=True, hflip=data.hflip, seed=config.seed, drop_last=True, limit=config.train_images,
@@ -217,7 +256,7 @@ class _Trainer:
                 optimizer.load_state_dict(opt_state)
                 opt_state = None
             self._run_phase(phase, teacher, optimizer)
-        self.net.eval()
+        self.net.to("cpu").eval()
         return TrainRun(supernet=self.net, config=self.config, out_dir=self.out, history=self.state.history)
 
     def _resume(self) -> dict[str, Any] | None:
@@ -229,6 +268,8 @@ class _Trainer:
         self.net.load_state_dict(ckpt.weights)
         self.state, self.teacher_weights = ckpt.state, ckpt.teacher
         torch.set_rng_state(ckpt.rng_state)
+        if self.device.type == "cuda" and ckpt.cuda_rng_state is not None:
+            torch.cuda.set_rng_state(ckpt.cuda_rng_state, self.device)
         return ckpt.optimizer if ckpt.optimizer["param_groups"] else None
 
     def _teacher(self, phase: Phase) -> OFAMobileNetV3 | None:
@@ -257,6 +298,7 @@ class _Trainer:
                     # a finished phase's optimiser is not carried into the next phase
                     optimizer_state={"state": {}, "param_groups": []} if finished else optimizer.state_dict(),
                     teacher=self.teacher_weights, metadata=self.net.metadata,
+                    cuda_rng_state=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 )  # fmt: skip
             if self.parallel.world_size > 1:
                 import torch.distributed as dist
@@ -275,7 +317,8 @@ class _Trainer:
         for step, (x_full, y_full) in enumerate(loader.epoch(state.phase * 100_000 + state.epoch)):
             resolution = int(rng.choice(phase.space.resolutions))
             archs = self.strategy.step_archs(phase, config, rng, resolution)
-            x, y = resize(x_full[rank::world], resolution), y_full[rank::world]
+            x = resize(x_full[rank::world].to(self.device, non_blocking=True), resolution)
+            y = y_full[rank::world].to(self.device, non_blocking=True)
             lr = lr_at(state.epoch * len(loader) + step, phase.epochs * len(loader), warmup, phase.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
