@@ -237,7 +237,7 @@ def bench_linas(args: argparse.Namespace, data: SupernetData) -> str:
     budget = args.real_budget
     step = max(1, budget // 40)
     results: dict[str, list[Any]] = {}
-    for name in ("random", "nsga2", "linas"):
+    for name in ["random", *args.linas_against, "linas"]:
         kw: dict[str, Any] = {"population_size": max(4, budget // 10)} if name == "nsga2" else {}
         results[name] = [search(data.space, objectives, {"acc": "max"}, algorithm=name, budget=budget, seed=s, **kw)
                          for s in range(args.seeds)]  # fmt: skip
@@ -294,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
         "--reach-seeds", type=int, default=0, help="quality: nsga2 vs Optuna NSGA-II on this many seeds"
     )
     parser.add_argument("--real-budget", type=int, default=200, help="linas: real evaluations per search")
+    parser.add_argument(
+        "--linas-against", type=lambda text: [w for w in text.split(",") if w], default=["nsga2"],
+        help="linas: algorithms to run besides random and linas (comma-separated; '' for none)",
+    )  # fmt: skip
     parser.add_argument("--search-val-images", type=int, help="linas: real evaluations on this many val images")
     parser.add_argument("--search-recal-images", type=int, help="linas: BN recalibration images per real evaluation")
     parser.add_argument("--n-train", type=int, default=1000, help="predictor training subnets")
