@@ -8,7 +8,6 @@ build resumes where it stopped (`build_dataset`; the Ray-parallel version is
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ import numpy as np
 
 from nas.cost import macs_matrix
 from nas.space import Arch, RngLike, SearchSpace, as_rng
+from predictors.jsonfile import write_json
 
 if TYPE_CHECKING:
     from nas.supernet import OFAMobileNetV3
@@ -94,11 +94,7 @@ class EvaluationCache:
         """Write the file atomically (nothing to do for an in-memory cache)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        doc = {"version": CACHE_VERSION, "split": self.split, "records": list(self.records.values())}
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, self.path)
+        write_json(self.path, {"version": CACHE_VERSION, "split": self.split, "records": list(self.records.values())})
 
     def lookup(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Accuracies of archs that are all cached (KeyError naming the first missing one)."""

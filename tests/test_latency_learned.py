@@ -81,7 +81,7 @@ def test_fit_with_table_small_sample(space: SearchSpace, truth: LookupTable) -> 
 def test_save_load_without_pickle(space: SearchSpace, truth: LookupTable, tmp_path: Path) -> None:
     archs, ms = samples(space, truth, 120, 2)
     lat = LearnedLatencyPredictor(space, truth).fit(archs[:100], ms[:100])
-    path = lat.save(tmp_path / "lat.json")
+    path = lat.save(tmp_path / "new" / "lat.json")  # the folder is created
     data = json.loads(path.read_text())
     assert data["gbm"].startswith("tree") and data["table"]["target"] == "synthetic"
     again = LearnedLatencyPredictor.load(path)

@@ -97,7 +97,8 @@ def test_ofa_yaml_and_json_roundtrip(tmp_path: Path, ofa_224: Path) -> None:
     written = yaml.safe_load(path.read_text())
     assert written["Conv-input:224x224x3-output:112x112x24"] == {"count": 50, "mean": 0.994418, "std": 0.01}
     again = LookupTable.from_ofa_yaml([path])
-    loaded = LookupTable.load(lut.save(tmp_path / "t.json"))
+    loaded = LookupTable.load(lut.save(tmp_path / "new" / "folder" / "t.json"))  # folders are created
+    assert list((tmp_path / "new" / "folder").iterdir()) == [tmp_path / "new" / "folder" / "t.json"]  # no temp file
     arch = get_space(W12).min_arch(224)
     assert again.predict([arch])[0] == loaded.predict([arch])[0] == lut.predict([arch])[0]
     assert loaded.space == lut.space and loaded.stats == lut.stats

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from nas.cost import cost_tables
 from nas.space import IntMatrix, SearchSpace, as_rng
+from predictors.jsonfile import write_json
 from predictors.latency.lut import LookupTable
 from predictors.latency.measure import validate_latencies
 from predictors.latency.spaces import space_from_dict, space_to_dict
@@ -353,10 +354,8 @@ class LearnedLatencyPredictor:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write the predictor as JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
+        """Write the predictor as JSON (its folder is created)."""
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedLatencyPredictor:

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nas.space import IntMatrix, SearchSpace
+from predictors.jsonfile import write_json
 from predictors.latency.keys import arch_layers, block_layer, fixed_layers, table_layers
 from predictors.latency.measure import Measurement, MeasureSettings, validate_latency
 from predictors.latency.spaces import space_from_dict, space_to_dict
@@ -234,10 +235,8 @@ class LookupTable:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the table as JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        """Write the table as JSON (its folder is created)."""
+        return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> LookupTable:
