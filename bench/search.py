@@ -22,7 +22,7 @@ from nas.search import CostObjective, search
 from nas.space import SearchSpace
 from nas.spaces import get_space
 from predictors.accuracy import AccuracyPredictor
-from predictors.accuracy_data import EvaluationCache, build_dataset, sample_spread_over_macs, supernet_top1
+from predictors.accuracy_data import EvaluationCache, sample_spread_over_macs, supernet_top1
 
 SPEED_SPACE = "ofa_mbv3_d234_e346_k357_w1.2"
 
@@ -87,18 +87,26 @@ class SupernetData:
     Predictor data sets are top-1 on the whole validation split; the searches' real evaluations
     (`measure`) use its first `search_val_images` images (all when None) and recalibrate BN on
     `search_recal_images` training images (default: the supernet's), to keep them affordable.
+    With `tasks` > 1 the missing evaluations run as that many parallel one-thread Ray tasks
+    (`workers.search.evaluate_on_ray`).
     """
 
     def __init__(
-        self, run_dir: str, out: Path, search_val_images: int | None = None, search_recal_images: int | None = None
+        self,
+        run_dir: str,
+        out: Path,
+        search_val_images: int | None = None,
+        search_recal_images: int | None = None,
+        tasks: int = 1,
     ) -> None:
         from nas.data.core import Split
         from nas.train import load_run
         from nas.train.evaluate import data_for
 
+        self.run_dir = run_dir
         self.run = load_run(run_dir)
         self.space = self.run.supernet.space
-        self.out = out
+        self.tasks = tasks
         options: dict[str, Any] = {}
         if search_val_images:
             data, splits = data_for(self.run.supernet)
@@ -110,21 +118,39 @@ class SupernetData:
         self.search_images = len(options["splits"]["val"].labels) if "splits" in options else None
         self.search_recal = search_recal_images
         name = f"val{search_val_images or ''}" + (f"_recal{search_recal_images}" if search_recal_images else "")
-        self.cache = EvaluationCache(out / f"{name}.json", self.space, "val")
-        self._top1 = supernet_top1(self.run.supernet, "val", **options)
+        # one cache object per file: two objects on one file would overwrite each other's records
+        self.full_val = EvaluationCache(out / "val.json", self.space, "val")
+        self.search_cache = self.full_val if name == "val" else EvaluationCache(out / f"{name}.json", self.space, "val")
+        self.search_options = options
+
+    def _fill(self, cache: EvaluationCache, archs: list[Any], options: dict[str, Any]) -> np.ndarray:
+        """Measure the archs missing from `cache` (saving every few), then look all of them up."""
+        missing = cache.missing(archs)
+        chunk = max(10, 5 * self.tasks)
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
+            if self.tasks > 1:
+                from workers.search import evaluate_on_ray
+
+                accs = evaluate_on_ray(self.run_dir, part, "val", min(self.tasks, len(part)), num_cpus=self.tasks,
+                                       **options).tolist()  # fmt: skip
+            else:
+                top1 = supernet_top1(self.run.supernet, "val", **options)
+                accs = [top1(arch) for arch in part]
+            for arch, acc in zip(part, accs, strict=True):
+                cache.put(arch, acc)
+            cache.save()
+            print(f"measured {start + len(part)} of {len(missing)} subnets", flush=True)
+        return cache.lookup(archs)
 
     def measure(self, archs: list[Any]) -> np.ndarray:
-        missing = self.cache.missing(archs)
-        for i, arch in enumerate(missing):
-            self.cache.put(arch, self._top1(arch))
-            if i % 10 == 9:
-                self.cache.save()
-        self.cache.save()
-        return self.cache.lookup(archs)
+        """Top-1 for a search's real evaluations."""
+        return self._fill(self.search_cache, archs, self.search_options)
 
     def dataset(self, n: int, seed: int) -> tuple[list[Any], np.ndarray]:
-        archs = sample_spread_over_macs(self.space, n, rng=seed)
-        return build_dataset(self.run.supernet, archs, cache=self.out / "val.json", split="val")
+        """`n` subnets spread over MACs and their top-1 on the whole validation split."""
+        archs = [self.space.canonical(a) for a in sample_spread_over_macs(self.space, n, rng=seed)]
+        return archs, self._fill(self.full_val, archs, {})
 
 
 def hv_curve(result: Any, ref: dict[str, float], points: list[int]) -> list[float]:
@@ -300,6 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--search-val-images", type=int, help="linas: real evaluations on this many val images")
     parser.add_argument("--search-recal-images", type=int, help="linas: BN recalibration images per real evaluation")
+    parser.add_argument(
+        "--tasks", type=int, default=1, help="real evaluations as this many parallel one-thread Ray tasks"
+    )
     parser.add_argument("--n-train", type=int, default=1000, help="predictor training subnets")
     parser.add_argument("--n-test", type=int, default=200, help="held-out subnets")
     parser.add_argument("--no-record", action="store_true", help="print only; do not write BENCHMARKS.md")
@@ -312,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     if needs_supernet and not args.supernet:
         parser.error(f"--which {','.join(needs_supernet)} needs --supernet RUN_DIR")
     data = (
-        SupernetData(args.supernet, Path(args.out), args.search_val_images, args.search_recal_images)
+        SupernetData(args.supernet, Path(args.out), args.search_val_images, args.search_recal_images, args.tasks)
         if needs_supernet
         else None
     )
