@@ -113,10 +113,11 @@ def test_multi_objective_algorithms_approach_the_true_front(
     assert len(keys) == len(set(keys))
 
 
-def test_nsga2_beats_random_at_equal_budget(space: SearchSpace) -> None:
+@pytest.mark.parametrize("neighbours", [0, 3])  # mating by two tournaments, or with a neighbour (the default)
+def test_nsga2_beats_random_at_equal_budget(space: SearchSpace, neighbours: int) -> None:
     values, _ = truth(space)
     ref = {"acc": float(values[:, 0].min()), "macs": float(values[:, 1].max())}
-    assert run(space, "nsga2").hypervolume(ref) > run(space, "random").hypervolume(ref)
+    assert run(space, "nsga2", neighbours=neighbours).hypervolume(ref) > run(space, "random").hypervolume(ref)
 
 
 def test_evolution_finds_the_constrained_optimum(space: SearchSpace) -> None:
@@ -241,6 +242,7 @@ def test_linas_calls_cheap_objectives_directly_and_counts_only_real_evaluations(
         ({"algorithm": "nsga2", "local": 1.5}, ValueError, "local must be in"),
         ({"algorithm": "nsga2", "selection": "sms"}, ValueError, "selection must be one of"),
         ({"algorithm": "nsga2", "offspring_size": 0}, ValueError, "offspring_size must be >= 1"),
+        ({"algorithm": "nsga2", "neighbours": -1}, ValueError, "neighbours must be >= 0"),
         ({"algorithm": "linas", "acquisition": "ei"}, ValueError, "acquisition must be one of"),
     ],
 )
@@ -327,6 +329,15 @@ def test_linas_picks_the_candidates_that_add_most_hypervolume() -> None:
     # (0.5, 1) adds 1.5 (more than (1.2, 0.5)'s 1.2); then (1.2, 0.5) still adds 0.4, while (1.9, 1.9)
     # and the dominated (3, 3) add nothing: stop after two
     assert picks.tolist() == [3, 1]
+
+
+def test_nearest_rows_in_normalised_objective_space() -> None:
+    from nas.search.nsga2 import nearest
+
+    # the second objective spans 100x the first: without normalisation row 1 would be nearest to row 0
+    values = np.array([[0.0, 0.0], [1.0, 10.0], [0.0, 30.0], [0.5, 100.0]])
+    assert nearest(values, 2).tolist() == [[2, 1], [0, 2], [0, 3], [2, 1]]
+    assert nearest(values[:2], 5).shape == (2, 1)  # at most the other rows
 
 
 def test_nsga2_offspring_size_sets_the_children_per_generation(space: SearchSpace) -> None:

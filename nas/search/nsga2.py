@@ -28,14 +28,33 @@ def offspring(
     crossover_prob: float,
     mutate_prob: float,
     local: float,
+    neighbours: int = 0,
 ) -> IntMatrix:
-    """`n` child genotypes: tournament-selected parents, uniform crossover (with probability), mutation."""
+    """`n` child genotypes: tournament-selected parents, uniform crossover (with probability), mutation.
+
+    With `neighbours` > 0 each first parent mates with one of its `neighbours` nearest rows in
+    min-max normalised objective space (mating restriction) instead of a second tournament winner:
+    parents from far-apart ends of the front mostly make children that neither end dominates.
+    """
     ranks, crowd = rank_and_crowding(values, violation)
-    first = matrix[tournament(ranks, crowd, n, rng)]
-    second = matrix[tournament(ranks, crowd, n, rng)]
+    first_index = tournament(ranks, crowd, n, rng)
+    first = matrix[first_index]
+    if neighbours and len(values) > 1:
+        second = matrix[nearest(values, neighbours)[first_index, rng.integers(0, min(neighbours, len(values) - 1), n)]]
+    else:
+        second = matrix[tournament(ranks, crowd, n, rng)]
     crossed = space.crossover_matrix(first, second, rng, canonical=False)
     children = np.where((rng.random(n) < crossover_prob)[:, None], crossed, first)
     return space.mutate_matrix(children, rng, mutate_prob, local=local, canonical=False)
+
+
+def nearest(values: FloatMatrix, k: int) -> npt.NDArray[np.int64]:
+    """For every row, the indices of its `k` nearest other rows (min-max normalised, Euclidean), nearest first."""
+    low, high = values.min(axis=0), values.max(axis=0)
+    scaled = (values - low) / np.where(high > low, high - low, 1.0)
+    distance = np.linalg.norm(scaled[:, None, :] - scaled[None, :, :], axis=2)
+    np.fill_diagonal(distance, np.inf)
+    return np.argsort(distance, axis=1, kind="stable")[:, : min(k, len(values) - 1)]
 
 
 class NSGA2Loop:
@@ -54,6 +73,8 @@ class NSGA2Loop:
             (`common.survivors`).
         offspring_size: children per generation (default: `population_size`); fewer make the
             selection act more often per evaluation.
+        neighbours: mate each parent with one of its nearest rows in objective space (0: with a
+            second tournament winner; see `offspring`).
     """
 
     def __init__(
@@ -65,7 +86,9 @@ class NSGA2Loop:
         local: float,
         by_hypervolume: bool = False,
         offspring_size: int | None = None,
+        neighbours: int = 0,
     ) -> None:
+        self.neighbours = neighbours
         self.space = space
         self.population_size = population_size
         self.offspring_size = offspring_size or population_size
@@ -95,7 +118,7 @@ class NSGA2Loop:
         while (generations is None or generation < generations) and (end_generation is None or end_generation()):
             children = offspring(
                 self.space, matrix, values, violation, self.offspring_size, rng, self.crossover_prob,
-                self.mutate_prob, self.local,
+                self.mutate_prob, self.local, self.neighbours,
             )  # fmt: skip
             if seen is not None:
                 children = top_up(self.space, seen, children, self.offspring_size, rng)
@@ -119,8 +142,8 @@ class NSGA2(SearchAlgorithm):
     resolutions) and random ones. Children already evaluated are replaced by new subnets where the
     space allows. The defaults were chosen for sample efficiency
     (BENCHMARKS.md, bench.search): a small population of genotypes, half as many children per
-    generation, half of the mutations local, and (2 objectives) the last front cut by hypervolume
-    contribution.
+    generation, half of the mutations local, (2 objectives) the last front cut by hypervolume
+    contribution, and mating between neighbours on the front.
 
     Args:
         population_size: survivors per generation.
@@ -131,6 +154,8 @@ class NSGA2(SearchAlgorithm):
         selection: how the front that does not fit whole into the next population is cut:
             "hypervolume" (greedy hypervolume contribution, SMS-EMOA's rule; 2 objectives,
             crowding otherwise) or "crowding" (classic NSGA-II).
+        neighbours: each parent mates with one of its this many nearest population members in
+            objective space; 0 for classic NSGA-II mating (two tournament winners).
     """
 
     def __init__(
@@ -142,6 +167,7 @@ class NSGA2(SearchAlgorithm):
         mutate_prob: float | None = None,
         local: float = 0.5,
         selection: str = "hypervolume",
+        neighbours: int = 3,
     ) -> None:
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
@@ -150,6 +176,8 @@ class NSGA2(SearchAlgorithm):
         for option, value in (("crossover_prob", crossover_prob), ("mutate_prob", mutate_prob), ("local", local)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{option} must be in [0, 1], got {value}")
+        if neighbours < 0:
+            raise ValueError(f"neighbours must be >= 0, got {neighbours}")
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         self.population_size = population_size
@@ -158,6 +186,7 @@ class NSGA2(SearchAlgorithm):
         self.mutate_prob = mutate_prob
         self.local = local
         self.selection = selection
+        self.neighbours = neighbours
 
     def run(self, ctx: SearchContext) -> None:
         """Evolve until the budget is spent."""
@@ -183,5 +212,6 @@ class NSGA2(SearchAlgorithm):
         loop = NSGA2Loop(
             space, self.population_size, self.crossover_prob, mutate_prob, self.local,
             by_hypervolume=self.selection == "hypervolume", offspring_size=self.offspring_size,
+            neighbours=self.neighbours,
         )  # fmt: skip
         loop.run(evaluate, initial, rng, seen=seen, end_generation=next_generation)
