@@ -22,7 +22,7 @@ from nas.search import CostObjective, search
 from nas.space import SearchSpace
 from nas.spaces import get_space
 from predictors.accuracy import AccuracyPredictor
-from predictors.accuracy_data import EvaluationCache, sample_spread_over_macs, supernet_top1
+from predictors.accuracy_data import EvaluationCache, build_dataset, sample_spread_over_macs
 
 SPEED_SPACE = "ofa_mbv3_d234_e346_k357_w1.2"
 
@@ -124,24 +124,12 @@ class SupernetData:
         self.search_options = options
 
     def _fill(self, cache: EvaluationCache, archs: list[Any], options: dict[str, Any]) -> np.ndarray:
-        """Measure the archs missing from `cache` (saving every few), then look all of them up."""
-        missing = cache.missing(archs)
-        chunk = max(10, 5 * self.tasks)
-        for start in range(0, len(missing), chunk):
-            part = missing[start : start + chunk]
-            if self.tasks > 1:
-                from workers.search import evaluate_on_ray
+        """Measure the archs missing from `cache` (in Ray tasks when `tasks` > 1), then look all of them up."""
+        if self.tasks > 1:
+            from workers.search import build_dataset_on_ray
 
-                accs = evaluate_on_ray(self.run_dir, part, "val", min(self.tasks, len(part)), num_cpus=self.tasks,
-                                       **options).tolist()  # fmt: skip
-            else:
-                top1 = supernet_top1(self.run.supernet, "val", **options)
-                accs = [top1(arch) for arch in part]
-            for arch, acc in zip(part, accs, strict=True):
-                cache.put(arch, acc)
-            cache.save()
-            print(f"measured {start + len(part)} of {len(missing)} subnets", flush=True)
-        return cache.lookup(archs)
+            return build_dataset_on_ray(self.run_dir, archs, cache, tasks=self.tasks, **options)[1]
+        return build_dataset(self.run.supernet, archs, cache, **options)[1]
 
     def measure(self, archs: list[Any]) -> np.ndarray:
         """Top-1 for a search's real evaluations."""

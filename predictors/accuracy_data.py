@@ -117,10 +117,26 @@ def supernet_top1(supernet: OFAMobileNetV3, split: str, **evaluate_options: Any)
     return top1
 
 
+def open_cache(cache: str | Path | EvaluationCache | None, space: SearchSpace, split: str) -> EvaluationCache:
+    """`cache` as an `EvaluationCache`: a JSON file (None: in memory) is opened, an open cache is used as it is.
+
+    Pass an open cache when several calls fill one file: two cache objects on one file would each
+    rewrite it without the other's records.
+
+    Raises:
+        ValueError: the cache holds another split (or the file another format).
+    """
+    if not isinstance(cache, EvaluationCache):
+        return EvaluationCache(cache, space, split)
+    if cache.split != split:
+        raise ValueError(f"the cache {cache.path} holds split {cache.split!r}, not {split!r}")
+    return cache
+
+
 def build_dataset(
     supernet: OFAMobileNetV3,
     archs: Sequence[Mapping[str, Any]],
-    cache: str | Path | None = None,
+    cache: str | Path | EvaluationCache | None = None,
     split: str = "val",
     save_every: int = 10,
     progress: Callable[[int, int], None] | None = None,
@@ -131,7 +147,8 @@ def build_dataset(
     Args:
         supernet: the trained supernet.
         archs: the subnets (e.g. from `sample_spread_over_macs`).
-        cache: JSON file of earlier measurements; written every `save_every` new ones.
+        cache: JSON file of earlier measurements, or an open cache (`open_cache`); written every
+            `save_every` new ones.
         split: "val" for training predictors; "test" for final numbers.
         save_every: measurements between cache writes.
         progress: called with (done, total) after each new measurement.
@@ -141,7 +158,7 @@ def build_dataset(
         The canonical archs and their top-1, in the order given.
     """
     space = supernet.space
-    store = EvaluationCache(cache, space, split)
+    store = open_cache(cache, space, split)
     top1 = supernet_top1(supernet, split, **evaluate_options)
     missing = store.missing(archs)
     for i, arch in enumerate(missing):

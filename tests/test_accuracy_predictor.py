@@ -18,7 +18,7 @@ from nas.space import Arch, SearchSpace
 from nas.spaces import get_space
 from nas.train import TrainConfig, TrainRun, train_supernet
 from predictors.accuracy import AccuracyPredictor, list_kinds
-from predictors.accuracy_data import build_dataset, sample_spread_over_macs
+from predictors.accuracy_data import EvaluationCache, build_dataset, sample_spread_over_macs
 from predictors.accuracy_ofa import encode_ofa
 
 Dataset = tuple[list[Arch], np.ndarray, Path]
@@ -145,8 +145,12 @@ def test_dataset_cache_is_reused(dataset: Dataset, run: TrainRun) -> None:
     again_archs, again = build_dataset(run.supernet, archs, cache=cache, split="val")
     index = [run.supernet.space.key(a) for a in again_archs].index(doc["records"][0]["key"])
     assert again[index] == 0.123
+    opened = EvaluationCache(cache, run.supernet.space, "val")  # an open cache is used as it is
+    assert build_dataset(run.supernet, archs, cache=opened, split="val")[1][index] == 0.123
     with pytest.raises(ValueError, match="split 'val'"):
         build_dataset(run.supernet, archs, cache=cache, split="test")
+    with pytest.raises(ValueError, match="holds split 'val', not 'test'"):
+        build_dataset(run.supernet, archs, cache=opened, split="test")
 
 
 def test_search_with_the_predictor_then_validate_on_the_test_split(dataset: Dataset, run: TrainRun) -> None:

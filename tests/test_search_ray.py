@@ -41,7 +41,7 @@ def test_optuna_through_ray_tune_honours_constraints(local_ray: None, tmp_path: 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_accuracy_dataset_as_parallel_ray_tasks(local_ray: None, tmp_path: Path) -> None:
     from nas.train import evaluate
-    from predictors.accuracy_data import sample_spread_over_macs
+    from predictors.accuracy_data import EvaluationCache, sample_spread_over_macs
     from workers.search import build_dataset_on_ray
 
     config = TrainConfig.model_validate(
@@ -50,7 +50,17 @@ def test_accuracy_dataset_as_parallel_ray_tasks(local_ray: None, tmp_path: Path)
     run = train_supernet(config, tmp_path / "run")
     archs = sample_spread_over_macs(run.supernet.space, 4, rng=0)
     cache = tmp_path / "val.json"
-    got_archs, acc = build_dataset_on_ray(tmp_path / "run", archs, cache=cache, split="val", tasks=2)
+    saved: list[int] = []
+    real_save = EvaluationCache.save
+
+    def counting_save(self: EvaluationCache) -> None:  # records how many subnets each write holds
+        real_save(self)
+        saved.append(len(self.records))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EvaluationCache, "save", counting_save)
+        got_archs, acc = build_dataset_on_ray(tmp_path / "run", archs, cache=cache, split="val", tasks=2, save_every=2)
     assert cache.is_file() and len(acc) == 4
+    assert saved == [2, 4]  # written after each round, so an interrupted build keeps its measurements
     expected = [evaluate(run.supernet, a, "val").top1 for a in got_archs[:2]]
     np.testing.assert_allclose(acc[:2], expected)

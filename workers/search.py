@@ -24,7 +24,7 @@ from nas.search.problem import Bound, Objective, Problem
 from nas.search.result import SearchResult
 from nas.space import Arch, SearchSpace
 from nas.train import TrainRun, load_run
-from predictors.accuracy_data import EvaluationCache
+from predictors.accuracy_data import EvaluationCache, open_cache
 
 CONSTRAINT_PREFIX = "constraint:"
 VALUE_PREFIX = "value:"
@@ -192,21 +192,27 @@ def evaluate_on_ray(
 def build_dataset_on_ray(
     run_dir: str | Path,
     archs: Sequence[Mapping[str, Any]],
-    cache: str | Path | None = None,
+    cache: str | Path | EvaluationCache | None = None,
     split: str = "val",
     tasks: int = 2,
+    save_every: int = 10,
     **options: Any,
 ) -> tuple[list[Arch], np.ndarray]:
     """`predictors.accuracy_data.build_dataset` with the missing subnets measured by parallel Ray tasks.
+
+    The missing subnets go out in rounds of `save_every` (at least `tasks`), and the cache is
+    written after each round, so an interrupted build keeps what it measured.
 
     Returns:
         The canonical archs and their top-1, in the order given; the cache holds them all.
     """
     space = _load_run_cached(str(Path(run_dir).resolve())).supernet.space
-    store = EvaluationCache(cache, space, split)
+    store = open_cache(cache, space, split)
     missing = store.missing(archs)
-    if missing:
-        for arch, acc in zip(missing, evaluate_on_ray(run_dir, missing, split, tasks, **options), strict=True):
+    step = max(save_every, tasks)
+    for start in range(0, len(missing), step):
+        part = missing[start : start + step]
+        for arch, acc in zip(part, evaluate_on_ray(run_dir, part, split, tasks, **options), strict=True):
             store.put(arch, float(acc))
         store.save()
     canonical = [space.canonical(a) for a in archs]

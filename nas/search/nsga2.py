@@ -88,7 +88,6 @@ class NSGA2Loop:
         offspring_size: int | None = None,
         neighbours: int = 0,
     ) -> None:
-        self.neighbours = neighbours
         self.space = space
         self.population_size = population_size
         self.offspring_size = offspring_size or population_size
@@ -96,6 +95,7 @@ class NSGA2Loop:
         self.mutate_prob = mutate_prob
         self.local = local
         self.by_hypervolume = by_hypervolume
+        self.neighbours = neighbours
 
     def run(
         self,
