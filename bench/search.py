@@ -260,16 +260,19 @@ def bench_linas(args: argparse.Namespace, data: SupernetData) -> str:
     ref = {"acc": worst, "mmacs": float(mmacs.predict_matrix(sample).max())}
     finals = {n: [r.hypervolume(ref) for r in rs] for n, rs in results.items()}
     target = float(np.mean(finals["random"]))
-    reach = [evaluations_to_reach(r, ref, target, step) for r in results["linas"]]
     images = f"the first {data.search_images} images of val" if data.search_images else "val"
     if data.search_recal:
         images += f", BN recalibrated on {data.search_recal} training images"
     lines = [f"### Expensive evaluations (real supernet top-1 on {images}, {budget} evaluations)\n",
              f"reference {ref}\n"]  # fmt: skip
     lines += [f"- {n}: final hypervolume {mean_std(v, '.4g')}" for n, v in finals.items()]
-    reached = [float(x) if x is not None else float("nan") for x in reach]
-    lines.append(f"\nlinas evaluations to reach random's final hypervolume: {mean_std(reached, '.0f')} "
-                 f"(nan: not reached; bar: <= {budget // 4})")  # fmt: skip
+    lines.append(f"\nevaluations to reach random's mean final hypervolume ({target:.4g}; nan: not reached):")
+    for name in [*args.linas_against, "linas"]:
+        reach = [evaluations_to_reach(r, ref, target, step) for r in results[name]]
+        reached = [float(x) if x is not None else float("nan") for x in reach]
+        bar = f" (bar: <= {budget // 4})" if name == "linas" else ""
+        per_seed = ", ".join("nan" if x is None else str(x) for x in reach)
+        lines.append(f"- {name}: {mean_std(reached, '.0f')}{bar}; per seed {per_seed}")
     return "\n".join(lines) + "\n"
 
 
