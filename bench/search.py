@@ -22,7 +22,7 @@ from nas.search import CostObjective, search
 from nas.space import SearchSpace
 from nas.spaces import get_space
 from predictors.accuracy import AccuracyPredictor
-from predictors.accuracy_data import EvaluationCache, build_dataset, sample_spread_over_macs
+from predictors.accuracy_data import EvaluationCache, build_dataset, open_cache, sample_spread_over_macs
 
 SPEED_SPACE = "ofa_mbv3_d234_e346_k357_w1.2"
 
@@ -119,8 +119,9 @@ class SupernetData:
         self.search_recal = search_recal_images
         name = f"val{search_val_images or ''}" + (f"_recal{search_recal_images}" if search_recal_images else "")
         # one cache object per file: two objects on one file would overwrite each other's records
-        self.full_val = EvaluationCache(out / "val.json", self.space, "val")
-        self.search_cache = self.full_val if name == "val" else EvaluationCache(out / f"{name}.json", self.space, "val")
+        supernet = self.run.supernet
+        self.full_val = open_cache(out / "val.json", supernet, "val")
+        self.search_cache = self.full_val if name == "val" else open_cache(out / f"{name}.json", supernet, "val")
         self.search_options = options
 
     def _fill(self, cache: EvaluationCache, archs: list[Any], options: dict[str, Any]) -> np.ndarray:

@@ -2,11 +2,13 @@
 
 The cache is keyed by `SearchSpace.key`, written after every few evaluations, so an interrupted
 build resumes where it stopped (`build_dataset`; the Ray-parallel version is
-`workers.search.build_dataset_on_ray`).
+`workers.search.build_dataset_on_ray`). It records the fingerprint of the supernet it measured
+(`supernet_fingerprint`) and refuses to serve another one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -21,7 +23,20 @@ from predictors.jsonfile import write_json
 if TYPE_CHECKING:
     from nas.supernet import OFAMobileNetV3
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+
+def supernet_fingerprint(supernet: OFAMobileNetV3) -> str:
+    """sha256 of the supernet's parameter names, shapes and values.
+
+    Buffers (BN running statistics) are left out: evaluation recalibrates them per subnet.
+    """
+    digest = hashlib.sha256()
+    for name, param in supernet.named_parameters():
+        tensor = param.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def sample_spread_over_macs(space: SearchSpace, n: int, rng: RngLike = None, pool: int | None = None) -> list[Arch]:
@@ -52,15 +67,18 @@ class EvaluationCache:
         path: the JSON file (created on the first `save`); None keeps the cache in memory.
         space: the subnets' space.
         split: the split the accuracies were measured on (checked when the file exists).
+        supernet: `supernet_fingerprint` of the supernet measured (checked when the file exists).
 
     Raises:
-        ValueError: the file exists but holds another split or format.
+        ValueError: the file exists but holds another split, another supernet's measurements or
+            another format.
     """
 
-    def __init__(self, path: str | Path | None, space: SearchSpace, split: str) -> None:
+    def __init__(self, path: str | Path | None, space: SearchSpace, split: str, supernet: str) -> None:
         self.path = None if path is None else Path(path)
         self.space = space
         self.split = split
+        self.supernet = supernet
         self.records: dict[str, dict[str, Any]] = {}
         if self.path is not None and self.path.exists():
             doc = json.loads(self.path.read_text())
@@ -68,6 +86,12 @@ class EvaluationCache:
                 raise ValueError(
                     f"{self.path} holds version {doc.get('version')!r} on split {doc.get('split')!r}; "
                     f"expected version {CACHE_VERSION} on split {split!r}"
+                )
+            if doc.get("supernet") != supernet:
+                raise ValueError(
+                    f"{self.path} holds measurements of another supernet (fingerprint "
+                    f"{str(doc.get('supernet'))[:12]}, this one is {supernet[:12]}); give this supernet "
+                    "its own cache file"
                 )
             self.records = {r["key"]: r for r in doc["records"]}
 
@@ -94,7 +118,10 @@ class EvaluationCache:
         """Write the file atomically (nothing to do for an in-memory cache)."""
         if self.path is None:
             return
-        write_json(self.path, {"version": CACHE_VERSION, "split": self.split, "records": list(self.records.values())})
+        records = list(self.records.values())
+        write_json(
+            self.path, {"version": CACHE_VERSION, "split": self.split, "supernet": self.supernet, "records": records}
+        )
 
     def lookup(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Accuracies of archs that are all cached (KeyError naming the first missing one)."""
@@ -117,19 +144,24 @@ def supernet_top1(supernet: OFAMobileNetV3, split: str, **evaluate_options: Any)
     return top1
 
 
-def open_cache(cache: str | Path | EvaluationCache | None, space: SearchSpace, split: str) -> EvaluationCache:
-    """`cache` as an `EvaluationCache`: a JSON file (None: in memory) is opened, an open cache is used as it is.
+def open_cache(cache: str | Path | EvaluationCache | None, supernet: OFAMobileNetV3, split: str) -> EvaluationCache:
+    """`cache` as an `EvaluationCache` of `supernet`'s measurements on `split`.
 
-    Pass an open cache when several calls fill one file: two cache objects on one file would each
-    rewrite it without the other's records.
+    A JSON file (None: in memory) is opened; an open cache is used as it is. Pass an open cache
+    when several calls fill one file: two cache objects on one file would each rewrite it without
+    the other's records.
 
     Raises:
-        ValueError: the cache holds another split (or the file another format).
+        ValueError: the cache holds another split or another supernet's measurements (or the
+            file another format).
     """
+    fingerprint = supernet_fingerprint(supernet)
     if not isinstance(cache, EvaluationCache):
-        return EvaluationCache(cache, space, split)
+        return EvaluationCache(cache, supernet.space, split, fingerprint)
     if cache.split != split:
         raise ValueError(f"the cache {cache.path} holds split {cache.split!r}, not {split!r}")
+    if cache.supernet != fingerprint:
+        raise ValueError(f"the cache {cache.path} holds measurements of another supernet; give this one its own cache")
     return cache
 
 
@@ -158,7 +190,7 @@ def build_dataset(
         The canonical archs and their top-1, in the order given.
     """
     space = supernet.space
-    store = open_cache(cache, space, split)
+    store = open_cache(cache, supernet, split)
     top1 = supernet_top1(supernet, split, **evaluate_options)
     missing = store.missing(archs)
     for i, arch in enumerate(missing):

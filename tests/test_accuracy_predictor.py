@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from nas.space import Arch, SearchSpace
 from nas.spaces import get_space
 from nas.train import TrainConfig, TrainRun, train_supernet
 from predictors.accuracy import AccuracyPredictor, list_kinds
-from predictors.accuracy_data import EvaluationCache, build_dataset, sample_spread_over_macs
+from predictors.accuracy_data import build_dataset, open_cache, sample_spread_over_macs, supernet_fingerprint
 from predictors.accuracy_ofa import encode_ofa
 
 Dataset = tuple[list[Arch], np.ndarray, Path]
@@ -145,12 +146,36 @@ def test_dataset_cache_is_reused(dataset: Dataset, run: TrainRun) -> None:
     again_archs, again = build_dataset(run.supernet, archs, cache=cache, split="val")
     index = [run.supernet.space.key(a) for a in again_archs].index(doc["records"][0]["key"])
     assert again[index] == 0.123
-    opened = EvaluationCache(cache, run.supernet.space, "val")  # an open cache is used as it is
+    opened = open_cache(cache, run.supernet, "val")  # an open cache is used as it is
     assert build_dataset(run.supernet, archs, cache=opened, split="val")[1][index] == 0.123
     with pytest.raises(ValueError, match="split 'val'"):
         build_dataset(run.supernet, archs, cache=cache, split="test")
     with pytest.raises(ValueError, match="holds split 'val', not 'test'"):
         build_dataset(run.supernet, archs, cache=opened, split="test")
+
+
+def test_dataset_cache_refuses_another_supernets_measurements(dataset: Dataset, run: TrainRun) -> None:
+    archs, _, cache = dataset
+    before = cache.read_bytes()
+    retrained = copy.deepcopy(run.supernet)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1e-3)
+    # BN statistics are recalibrated per subnet, so they must not change the fingerprint
+    recalibrated = copy.deepcopy(run.supernet)
+    next(b for b in recalibrated.buffers() if b.is_floating_point()).add_(1.0)
+    assert supernet_fingerprint(recalibrated) == supernet_fingerprint(run.supernet) != supernet_fingerprint(retrained)
+    with pytest.raises(ValueError, match=r"another supernet .*its own cache file"):
+        build_dataset(retrained, archs, cache=cache, split="val", recal_images=64)
+    with pytest.raises(ValueError, match="another supernet; give this one its own cache"):
+        build_dataset(retrained, archs, cache=open_cache(cache, run.supernet, "val"), split="val", recal_images=64)
+    assert cache.read_bytes() == before  # refused before anything was measured or written
+    old = json.loads(before)
+    old["version"] = 1
+    del old["supernet"]
+    legacy = cache.with_name("legacy.json")
+    legacy.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="holds version 1 on split 'val'; expected version 2"):
+        open_cache(legacy, run.supernet, "val")
 
 
 def test_search_with_the_predictor_then_validate_on_the_test_split(dataset: Dataset, run: TrainRun) -> None:

@@ -206,8 +206,9 @@ def build_dataset_on_ray(
     Returns:
         The canonical archs and their top-1, in the order given; the cache holds them all.
     """
-    space = _load_run_cached(str(Path(run_dir).resolve())).supernet.space
-    store = open_cache(cache, space, split)
+    supernet = _load_run_cached(str(Path(run_dir).resolve())).supernet
+    space = supernet.space
+    store = open_cache(cache, supernet, split)
     missing = store.missing(archs)
     step = max(save_every, tasks)
     for start in range(0, len(missing), step):
