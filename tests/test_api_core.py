@@ -145,6 +145,8 @@ def test_search_create_get_list_cancel_and_isolation(client: TestClient, ctx: Se
         ({"objectives": ["accuracy", "latency:gpu9"]}, 422, "objectives"),
         ({"targets": ["no-such-target"]}, 404, "targets"),
         ({"constraints": {"macs": 1e6}}, 422, "constraints"),
+        ({"constraints": {"latency:gpu9": 1.0}}, 422, "constraints"),  # an unknown objective, named where it is
+        ({"directions": {"flops": "min"}}, 422, "directions"),
         ({"directions": {"accuracy": "up"}}, 422, "directions.accuracy"),
         ({"budget": 0}, 422, "budget"),
         ({"objectives": []}, 422, "objectives"),

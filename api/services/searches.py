@@ -21,13 +21,13 @@ from workers.jobs import JOB_KINDS, validate_params
 SEARCH_JOB_KIND = "search"
 
 
-def _objective(name: str, target_names: list[str]) -> str:
-    """`name` with the ``latency`` alias resolved, or a 422 naming what is allowed."""
+def _objective(name: str, target_names: list[str], field: str) -> str:
+    """`name` with the ``latency`` alias resolved, or a 422 naming `field` and what is allowed."""
     if name == LATENCY and len(target_names) == 1:
         return f"{LATENCY}:{target_names[0]}"
     allowed = [*FIXED_OBJECTIVES, *(f"{LATENCY}:{t}" for t in target_names)]
     if name not in allowed:
-        raise invalid("objectives", f"unknown objective {name!r}; allowed with these targets: {allowed}")
+        raise invalid(field, f"unknown objective {name!r}; allowed with these targets: {allowed}")
     return name
 
 
@@ -48,10 +48,9 @@ def search_params(ctx: ServiceContext, user: User, request: SearchCreate) -> dic
         space = supernet.space
     if request.algorithm not in list_algorithms():
         raise invalid("algorithm", f"unknown algorithm {request.algorithm!r}; registered: {list_algorithms()}")
-    objectives = [_objective(o, request.targets) for o in request.objectives]
-    aliases = {o: _objective(o, request.targets) for o in (*request.directions, *request.constraints)}
-    directions = {aliases[o]: d for o, d in request.directions.items()}
-    constraints = {aliases[o]: b for o, b in request.constraints.items()}
+    objectives = [_objective(o, request.targets, "objectives") for o in request.objectives]
+    directions = {_objective(o, request.targets, "directions"): d for o, d in request.directions.items()}
+    constraints = {_objective(o, request.targets, "constraints"): b for o, b in request.constraints.items()}
     for field, names in (("directions", directions), ("constraints", constraints)):
         extra = sorted(set(names) - set(objectives))
         if extra:
