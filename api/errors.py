@@ -84,6 +84,24 @@ def validation_error(errors: list[Any], prefix: str = "") -> ApiError:
     return ApiError(422, "validation_error", "; ".join(messages) or "invalid request", first_field)
 
 
+def invalid_json(error: dict[str, Any], document: object) -> ApiError:
+    """A 422 naming ``body`` for a request body that is not JSON, saying where parsing stopped.
+
+    Args:
+        error: FastAPI's ``json_invalid`` error; its location ends with the character offset.
+        document: the body as text, to turn the offset into a line and column.
+    """
+    offset = (error.get("loc") or (None,))[-1]
+    where = ""
+    if isinstance(offset, int):
+        where = f" at position {offset}"
+        if isinstance(document, str):
+            line, column = document.count("\n", 0, offset) + 1, offset - document.rfind("\n", 0, offset)
+            where = f" at line {line}, column {column} (position {offset})"
+    reason = (error.get("ctx") or {}).get("error") or "cannot be parsed"
+    return ApiError(422, "validation_error", f"the request body is not valid JSON: {reason}{where}", "body")
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
@@ -92,7 +110,11 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _request_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    error = validation_error(list(exc.errors()))
+    errors = list(exc.errors())
+    if errors and errors[0].get("type") == "json_invalid":
+        error = invalid_json(errors[0], exc.body)
+    else:
+        error = validation_error(errors)
     return error_response(error.status, error.code, error.message, error.field)
 
 

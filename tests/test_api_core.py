@@ -98,9 +98,20 @@ def test_bad_supernet_bodies_name_the_field(client: TestClient, users: Users, bo
     assert r.json()["code"] == "validation_error" and r.json()["field"] == field
 
 
-def test_malformed_json_is_422(client: TestClient, users: Users) -> None:
-    r = client.post("/v1/supernets", content=b"{not json", headers={**users.a, "Content-Type": "application/json"})
-    assert r.status_code == 422 and r.json()["code"] == "validation_error"
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b"{not json", "line 1, column 2 (position 1)"),
+        (b'{"config": {\n  "epochs": 3,\n}}', "line 3, column 1 (position 28)"),
+    ],
+)
+def test_malformed_json_is_422_naming_the_body_and_where(
+    client: TestClient, users: Users, body: bytes, where: str
+) -> None:
+    r = client.post("/v1/supernets", content=body, headers={**users.a, "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["code"] == "validation_error" and r.json()["field"] == "body"
+    message = r.json()["message"]
+    assert message.startswith("the request body is not valid JSON: ") and message.endswith(f" at {where}"), message
 
 
 def test_oversized_body_is_413(tmp_path: Path) -> None:
