@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from api_helpers import Users, make_context, make_users
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from api.app import create_app
-from api.db.models import Subnet, Supernet
+from api.db.models import Job, Subnet, Supernet
 from api.deps import ServiceContext
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
@@ -96,6 +97,24 @@ def test_bad_supernet_bodies_name_the_field(client: TestClient, users: Users, bo
     r = client.post("/v1/supernets", json=body, headers=users.a)
     assert r.status_code == 422
     assert r.json()["code"] == "validation_error" and r.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("space", "ofa_resnet50"), ("dataset", "imagenet"), ("strategy", "bigbang")]
+)
+def test_an_unknown_space_dataset_or_strategy_is_refused_at_submission(
+    client: TestClient, ctx: ServiceContext, users: Users, name: str, value: str
+) -> None:
+    from nas.data import list_datasets
+    from nas.spaces import list_spaces
+    from nas.train import list_strategies
+
+    r = client.post("/v1/supernets", json={"config": {"space": SPACE, name: value}}, headers=users.a)
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "validation_error", f"config.{name}")
+    registered = {"space": list_spaces, "dataset": list_datasets, "strategy": list_strategies}[name]()
+    assert r.json()["message"] == f"config.{name}: unknown {name} {value!r}; registered: {', '.join(registered)}"
+    with ctx.db.reader() as s:
+        assert s.scalar(select(func.count(Job.id))) == 0  # nothing was queued
 
 
 @pytest.mark.parametrize(

@@ -14,18 +14,20 @@ from api.schemas.jobs import JobOut
 from api.schemas.supernets import SupernetCreate, SupernetOut
 from api.services import jobs
 from api.services.pages import paginate
-from workers.jobs import validate_params
+from api.services.supernets import TRAIN_JOB_KIND, train_params
 
 router = APIRouter(prefix="/v1/supernets", tags=["supernets"], responses=ERROR_RESPONSES)
-TRAIN_JOB_KIND = "train_supernet"
 
 
 @router.post("", status_code=202, responses={202: {"description": "queued; Location: the training job"}})
 def create_supernet(
     body: SupernetCreate, response: Response, ctx: Context, user: CurrentUser, idempotency_key: IdempotencyKey = None
 ) -> JobOut:
-    """Queue the training of a supernet; the job's result names the supernet (``supernet_id``) when it is done."""
-    params = validate_params(TRAIN_JOB_KIND, body.model_dump())
+    """Queue the training of a supernet; the job's result names the supernet (``supernet_id``) when it is done.
+
+    The space, dataset and strategy must be registered ones (a 422 lists them otherwise).
+    """
+    params = train_params(body)
     job, created = jobs.submit(ctx, user, TRAIN_JOB_KIND, params, idempotency_key)
     accepted(response, f"/v1/jobs/{job.id}", created)
     return JobOut.of(job)
