@@ -218,6 +218,27 @@ def test_pareto_json_and_csv(client: TestClient, ctx: ServiceContext, users: Use
     assert client.get(f"/v1/searches/{search['id']}/pareto", headers=users.b).status_code == 404
 
 
+def test_an_empty_front_says_why_in_the_search_its_list_and_the_front(
+    client: TestClient, ctx: ServiceContext, users: Users
+) -> None:
+    supernet = add_supernet(ctx, users.a_id)
+    empty = client.post("/v1/searches", json=search_body(supernet, constraints={"latency": 0.01}), headers=users.a)
+    full = client.post("/v1/searches", json=search_body(supernet), headers=users.a)
+    assert empty.json()["empty_reason"] is None  # not ended yet
+    reason = "no subnet met latency:cpu-ort <= 0.01: the smallest value seen was 0.3127 after 100 evaluations"
+    for outcome in (reason, None):  # what the search job returns (workers.jobs.search), front or no front
+        lease = ctx.queue.claim("w1", 60)
+        assert lease is not None
+        ctx.queue.complete(lease, {"n_evaluations": 100, "reason": outcome, "hypervolume": 0.0, "members": []})
+    url = f"/v1/searches/{empty.json()['id']}"
+    assert client.get(url, headers=users.a).json()["empty_reason"] == reason
+    front = client.get(f"{url}/pareto", headers=users.a).json()
+    assert (front["status"], front["points"], front["empty_reason"]) == ("SUCCEEDED", [], reason)
+    listed = client.get("/v1/searches", headers=users.a).json()["items"]
+    assert [(s["id"], s["empty_reason"]) for s in listed] == [(full.json()["id"], None), (empty.json()["id"], reason)]
+    assert client.get(f"/v1/searches/{full.json()['id']}/pareto", headers=users.a).json()["empty_reason"] is None
+
+
 def test_job_events_stream_resumes_with_last_event_id(client: TestClient, ctx: ServiceContext, users: Users) -> None:
     job, _ = ctx.queue.submit("noop", {}, user_id=users.a_id)
     lease = ctx.queue.claim("w1", 60)

@@ -53,6 +53,24 @@ def test_submit_status_pareto_download_cancel(live: Live, tmp_path: Path, capsys
     assert code == 0 and "CANCELLED" in out
 
 
+def test_pareto_of_an_empty_front_is_one_line_with_the_reason(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    search_id, _ = add_search_with_front(live, live.users.a_id, points=0)
+    code, out, _ = run(capsys, "pareto", str(search_id))
+    assert code == 0 and out.splitlines() == [f"search {search_id}: empty Pareto front (the search is QUEUED)"]
+    lease = live.ctx.queue.claim("test", 30)
+    assert lease is not None
+    reason = "no subnet met macs <= 1e+05: the smallest value seen was 2.1e+06 after 10 evaluations"
+    live.ctx.queue.complete(lease, {"reason": reason, "members": []})
+    code, out, err = run(capsys, "pareto", str(search_id), "--plot", str(tmp_path / "front.png"))
+    assert (code, err) == (0, "") and not (tmp_path / "front.png").exists()
+    assert out.splitlines() == [f"search {search_id}: empty Pareto front ({reason}); no plot written"]
+    code, out, err = run(capsys, "pareto", str(search_id), "--format", "csv", "--plot", str(tmp_path / "front.png"))
+    assert code == 0 and out.splitlines()[0].startswith("subnet_id,") and len(out.splitlines()) == 1
+    assert err.splitlines() == [f"search {search_id}: empty Pareto front ({reason}); no plot written"]
+
+
 def test_watch_follows_a_job_and_exits_1_when_it_failed(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
     queue = live.ctx.queue
     done, _ = queue.submit("noop", {"steps": 3}, user_id=live.users.a_id)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from api.cli.common import CLIError, ServerOption, TokenOption, console, make_client
+from api.cli.common import CLIError, ServerOption, TokenOption, console, err_console, make_client
 
 if TYPE_CHECKING:
     from api.client import Client
@@ -231,7 +231,7 @@ def pareto(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Print a search's Pareto front (a table, CSV or JSON); --plot draws it."""
+    """Print a search's Pareto front (a table, CSV or JSON); --plot draws it. An empty front is one line saying why."""
     if format not in ("table", "csv", "json"):
         raise CLIError(f"--format: expected table, csv or json, got {format!r}")
     with make_client(server, token) as client:
@@ -240,12 +240,19 @@ def pareto(
             front = client.pareto(search_id) if plot else None
         else:
             front = client.pareto(search_id)
-    if front is not None and format == "json":
+    if front is None:
+        return
+    if format == "json":
         console.print_json(data=front)
-    elif front is not None and format == "table":
+    if not front["points"]:
+        why = front.get("empty_reason") or f"the search is {front['status']}"
+        line = f"search {search_id}: empty Pareto front ({why})" + ("; no plot written" if plot else "")
+        (console if format == "table" else err_console).print(line, highlight=False, markup=False)
+        return
+    if format == "table":
         title = f"Pareto front of search {search_id} ({front['status']}, {len(front['points'])} points)"
         console.print(front_table(front["points"], front["objectives"], title))
-    if plot and front is not None:
+    if plot:
         from api.plot import plot_pareto
 
         objectives = front["objectives"]

@@ -24,32 +24,34 @@ from api.services.searches import create_search
 
 MEDIA = {"json": "application/json", "csv": "text/csv"}
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=ERROR_RESPONSES)
+EMPTY_REASON = Job.result["reason"].as_string()
+"""The search job's explanation of an empty front, read in SQL (the whole result holds every member)."""
 
 
-def _out(search: Search, status: JobStatus | None) -> SearchOut:
+def _out(search: Search, status: JobStatus | None, empty_reason: str | None) -> SearchOut:
     return SearchOut(
         id=search.id, supernet_id=search.supernet_id, objectives=search.objectives, directions=search.directions,
         constraints=search.constraints, targets=search.targets, algorithm=search.algorithm, budget=search.budget,
-        hypervolume=search.hypervolume, job_id=search.job_id, status=status,
+        hypervolume=search.hypervolume, job_id=search.job_id, status=status, empty_reason=empty_reason,
         pareto_url=f"/v1/searches/{search.id}/pareto", created_at=search.created_at,
     )  # fmt: skip
 
 
-def _search(s: Session, search_id: int) -> tuple[Search, JobStatus | None]:
-    """The search and its job's status, whoever owns it (404 when there is none)."""
+def _search(s: Session, search_id: int) -> tuple[Search, JobStatus | None, str | None]:
+    """The search, its job's status and why its front is empty (if it is), whoever owns it (404 when there is none)."""
     row = s.execute(
-        select(Search, Job.status).outerjoin(Job, Job.id == Search.job_id).where(Search.id == search_id)
+        select(Search, Job.status, EMPTY_REASON).outerjoin(Job, Job.id == Search.job_id).where(Search.id == search_id)
     ).one_or_none()
     if row is None:
         raise not_found("search", search_id)
-    return row[0], row[1]
+    return row[0], row[1], row[2]
 
 
-def _user_search(s: Session, user: User, search_id: int) -> tuple[Search, JobStatus | None]:
-    search, status = _search(s, search_id)
-    if search.user_id != user.id:
+def _user_search(s: Session, user: User, search_id: int) -> tuple[Search, JobStatus | None, str | None]:
+    found = _search(s, search_id)
+    if found[0].user_id != user.id:
         raise not_found("search", search_id)
-    return search, status
+    return found
 
 
 @router.post("", status_code=202, responses={202: {"description": "queued; Location: the search"}})
@@ -59,7 +61,7 @@ def post_search(
     """Queue a search of one of your supernets."""
     search, job, created = create_search(ctx, user, body, idempotency_key)
     accepted(response, f"/v1/searches/{search.id}", created)
-    return _out(search, job.status)
+    return _out(search, job.status, (job.result or {}).get("reason"))
 
 
 @router.get("")
@@ -69,8 +71,10 @@ def list_searches(ctx: Context, user: CurrentUser, page: Page) -> PageOut[Search
         rows, token = paginate(s, select(Search).where(Search.user_id == user.id), Search.id, page.page_size,
                                page.page_token)  # fmt: skip
         ids = [r.job_id for r in rows if r.job_id is not None]
-        status = {i: st for i, st in s.execute(select(Job.id, Job.status).where(Job.id.in_(ids)))}
-        return PageOut[SearchOut](items=[_out(r, status.get(r.job_id or 0)) for r in rows], next_page_token=token)
+        query = select(Job.id, Job.status, EMPTY_REASON).where(Job.id.in_(ids))
+        jobs = {job_id: (status, reason) for job_id, status, reason in s.execute(query)}
+        items = [_out(r, *jobs.get(r.job_id or 0, (None, None))) for r in rows]
+        return PageOut[SearchOut](items=items, next_page_token=token)
 
 
 @router.get("/{search_id}")
@@ -84,9 +88,9 @@ def get_search(search_id: ResourceId, ctx: Context, user: CurrentUser) -> Search
 def cancel_search(search_id: ResourceId, ctx: Context, user: CurrentUser) -> SearchOut:
     """Ask the search to stop (a queued one is cancelled at once, a running one at its next check)."""
     with ctx.db.reader() as s:
-        search, _ = _user_search(s, user, search_id)
+        search, _, empty_reason = _user_search(s, user, search_id)
     status = ctx.queue.cancel(search.job_id, user_id=user.id) if search.job_id is not None else None
-    return _out(search, status)
+    return _out(search, status, empty_reason)
 
 
 @router.get(
@@ -99,7 +103,10 @@ async def pareto(
     user: CurrentUser,
     format: Annotated[Literal["json", "csv"], Query(description="json or csv")] = "json",
 ) -> ParetoOut:
-    """The search's Pareto front: each point's subnet id, arch, predicted and validated objective values."""
+    """The search's Pareto front: each point's subnet id, arch, predicted and validated objective values.
+
+    An ended search with an empty front says why in ``empty_reason`` (e.g. the constraint no subnet met).
+    """
     front = await ctx.fronts.get_or_render(
         search_id, format, lambda: run_in_threadpool(_render_front, ctx, search_id, format)
     )
@@ -115,7 +122,7 @@ def _render_front(ctx: ServiceContext, search_id: int, fmt: str) -> RenderedFron
     route answers 404 to anyone but the owner.
     """
     with ctx.db.reader() as s:
-        search, status = _search(s, search_id)
+        search, status, empty_reason = _search(s, search_id)
         query = select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0).order_by(Subnet.id)
         points = [
             ParetoPoint(subnet_id=r.id, arch_key=r.arch_key, arch=r.arch, predicted=r.predicted,
@@ -123,8 +130,9 @@ def _render_front(ctx: ServiceContext, search_id: int, fmt: str) -> RenderedFron
             for r in s.scalars(query)
         ]  # fmt: skip
     front = ParetoOut(
-        search_id=search.id, status=status, objectives=search.objectives, directions=search.directions, points=points
-    )
+        search_id=search.id, status=status, objectives=search.objectives, directions=search.directions, points=points,
+        empty_reason=empty_reason,
+    )  # fmt: skip
     rendered = RenderedFront(search.user_id, _csv(front).encode() if fmt == "csv" else front.model_dump_json().encode())
     if status is not None and status.terminal:
         ctx.fronts.put(search_id, fmt, rendered)
