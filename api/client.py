@@ -25,6 +25,7 @@ SHA_HEADER = "X-Content-SHA256"
 STREAM_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive comment every 15 s of silence
 MAX_RECONNECTS = 5  # consecutive broken streams without a new event before `events` gives up
 DownloadFormat = Literal["onnx", "safetensors", "bundle"]
+Resource = Literal["searches", "supernets", "jobs"]
 
 
 class ClientError(Exception):
@@ -150,10 +151,25 @@ class Client:
         return self._json("GET", f"/v1/subnets/{subnet_id}")
 
     def list(
-        self, resource: Literal["searches", "supernets"], *, page_size: int = 50, page_token: str | None = None
+        self,
+        resource: Resource,
+        *,
+        page_size: int = 50,
+        page_token: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
     ) -> dict[str, Any]:
-        """One page of your searches or supernets, newest first: ``{items, next_page_token}``."""
-        params: dict[str, Any] = {"page_size": page_size, **({"page_token": page_token} if page_token else {})}
+        """One page of your searches, supernets or jobs, newest first: ``{items, next_page_token}``.
+
+        Args:
+            resource: what to list.
+            page_size: items per page (1-200).
+            page_token: the previous page's ``next_page_token``.
+            kind: jobs only: only jobs of this kind, e.g. ``search``.
+            status: jobs only: only jobs in this status, e.g. ``RUNNING``.
+        """
+        given = {"page_token": page_token, "kind": kind, "status": status}
+        params: dict[str, Any] = {"page_size": page_size, **{k: v for k, v in given.items() if v is not None}}
         return self._json("GET", f"/v1/{resource}", params=params)
 
     def cancel(self, search_id: int) -> dict[str, Any]:

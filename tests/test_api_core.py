@@ -239,6 +239,39 @@ def test_an_empty_front_says_why_in_the_search_its_list_and_the_front(
     assert client.get(f"/v1/searches/{full.json()['id']}/pareto", headers=users.a).json()["empty_reason"] is None
 
 
+def test_jobs_list_is_yours_newest_first_paginated_and_filtered(
+    client: TestClient, ctx: ServiceContext, users: Users
+) -> None:
+    noop, _ = ctx.queue.submit("noop", {}, user_id=users.a_id)
+    lease = ctx.queue.claim("w1", 60, kinds=["noop"])
+    assert lease is not None
+    ctx.queue.complete(lease, {"ok": True})
+    train = client.post("/v1/supernets", json={"config": {"space": SPACE, "epochs": 1}}, headers=users.a).json()
+    search = client.post("/v1/searches", json=search_body(add_supernet(ctx, users.a_id)), headers=users.a).json()
+    bobs, _ = ctx.queue.submit("noop", {}, user_id=users.b_id)
+
+    def ids(query: str = "", who: dict[str, str] = users.a) -> list[int]:
+        r = client.get(f"/v1/jobs{query}", headers=who)
+        assert r.status_code == 200, r.json()
+        return [job["id"] for job in r.json()["items"]]
+
+    assert ids() == [search["job_id"], train["id"], noop.id]
+    first = client.get("/v1/jobs?page_size=2", headers=users.a).json()
+    assert [j["id"] for j in first["items"]] == [search["job_id"], train["id"]]
+    assert first["items"][0]["kind"] == "search" and first["items"][0]["status"] == "QUEUED"
+    assert ids(f"?page_size=2&page_token={first['next_page_token']}") == [noop.id]
+    assert ids("?kind=search") == [search["job_id"]]
+    assert ids("?status=SUCCEEDED") == [noop.id]
+    assert ids("?kind=train_supernet&status=QUEUED") == [train["id"]]
+    assert ids("?kind=noop&status=QUEUED") == []
+    assert ids(who=users.b) == [bobs.id]
+    bad_kind = client.get("/v1/jobs?kind=serach", headers=users.a).json()
+    assert bad_kind["field"] == "kind" and "unknown job kind 'serach'; registered: " in bad_kind["message"]
+    assert "search" in bad_kind["message"].split("registered: ")[1].split(", ")
+    assert client.get("/v1/jobs?status=DONE", headers=users.a).json()["field"] == "status"
+    assert client.get("/v1/jobs?page_token=garbage", headers=users.a).json()["field"] == "page_token"
+
+
 def test_job_events_stream_resumes_with_last_event_id(client: TestClient, ctx: ServiceContext, users: Users) -> None:
     job, _ = ctx.queue.submit("noop", {}, user_id=users.a_id)
     lease = ctx.queue.claim("w1", 60)

@@ -1,4 +1,4 @@
-"""``/v1/jobs``: a job's state and its event stream."""
+"""``/v1/jobs``: your jobs (filtered by kind and status), a job's state and its event stream."""
 
 from __future__ import annotations
 
@@ -6,16 +6,42 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
+from sqlalchemy import select
 
-from api.deps import Context, CurrentUser
-from api.errors import ERROR_RESPONSES
+from api.db.models import Job, JobStatus
+from api.deps import Context, CurrentUser, Page
+from api.errors import ERROR_RESPONSES, invalid
 from api.routes.common import ResourceId
+from api.schemas.common import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.services import jobs
+from api.services.pages import paginate
+from workers.jobs import JOB_KINDS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 SSE_EXAMPLE = 'id: 3\nevent: progress\ndata: {"epoch":1,"epochs":10,"loss":1.9,"attempt":1,"at":"..."}\n\n'
+
+
+@router.get("")
+def list_jobs(
+    ctx: Context,
+    user: CurrentUser,
+    page: Page,
+    kind: Annotated[str | None, Query(max_length=64, description="only jobs of this kind, e.g. search")] = None,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
+) -> PageOut[JobOut]:
+    """Your jobs, newest first, optionally only those of one kind and/or status."""
+    if kind is not None and kind not in JOB_KINDS.names():
+        raise invalid("kind", f"unknown job kind {kind!r}; registered: {', '.join(JOB_KINDS.names())}")
+    query = select(Job).where(Job.user_id == user.id)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if status is not None:
+        query = query.where(Job.status == status)
+    with ctx.db.reader() as s:
+        rows, token = paginate(s, query, Job.id, page.page_size, page.page_token)
+        return PageOut[JobOut](items=[JobOut.of(r) for r in rows], next_page_token=token)
 
 
 @router.get("/{job_id}")
