@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -80,6 +81,26 @@ def test_console_entry_point_lists_spaces() -> None:
     )
     for name in list_spaces():
         assert name in result.stdout
+
+
+def test_training_progress_off_a_terminal_is_a_line_per_epoch_of_each_phase() -> None:
+    from rich.console import Console
+
+    from api.cli.progress import TrainingProgress
+    from nas.train import ProgressEvent
+
+    out = io.StringIO()  # not a terminal: a file or a pipe
+    with TrainingProgress(Console(file=out)) as progress:
+        for index, phase in enumerate(["full", "kernel"]):
+            for epoch in range(2):
+                for step in range(3):
+                    progress(ProgressEvent(phase, index, 2, epoch, 2, step, 3, 1.5 - epoch / 2, 120.0, 9.0))
+    lines = [line.split("[")[0].split() for line in out.getvalue().splitlines()]
+    assert lines == [
+        [phase, f"({i}/2)", "epoch", f"{epoch}/2", "step", f"{step}/3", f"loss={loss}", "images_per_s=120"]
+        for phase, i in (("full", 1), ("kernel", 2))
+        for epoch, step, loss in ((1, 1, 1.5), (1, 3, 1.5), (2, 3, 1))
+    ]
 
 
 def test_admin_creates_users_and_tokens_and_first_start_creates_one_admin(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from test_client import Live, add_search_with_front, live_server
 
 from api.cli import main
+from api.client import Client
 from api.db.models import Supernet
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
@@ -71,7 +73,7 @@ def test_pareto_of_an_empty_front_is_one_line_with_the_reason(
     assert err.splitlines() == [f"search {search_id}: empty Pareto front ({reason}); no plot written"]
 
 
-def test_watch_follows_a_job_and_exits_1_when_it_failed(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+def test_watch_prints_a_line_per_event_and_a_short_summary(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
     queue = live.ctx.queue
     done, _ = queue.submit("noop", {"steps": 3}, user_id=live.users.a_id)
     lease = queue.claim("test", 30)
@@ -79,15 +81,89 @@ def test_watch_follows_a_job_and_exits_1_when_it_failed(live: Live, capsys: pyte
     for step in range(3):
         queue.progress(lease, {"step": step + 1, "steps": 3, "loss": 0.5})
     queue.log(lease, "all steps done")
-    queue.complete(lease, {"answer": 42})
+    reason = "the front is fine; " + "a long explanation that a terminal would wrap " * 6
+    result = {"n_evaluations": 100, "hypervolume": 0.432154, "members": [{"arch": {}}] * 2, "reason": reason,
+              "predictor": {"samples": 100}, "search_id": 5, "subnet_ids": [7, 8]}  # fmt: skip
+    queue.complete(lease, result)
     code, out, _ = run(capsys, "watch", str(done.id))
-    assert code == 0 and "all steps done" in out and "SUCCEEDED" in out and "42" in out
+    lines = out.splitlines()
+    assert code == 0 and "all steps done" in lines
+    assert [line.split("[")[0].split() for line in lines if line.startswith("progress")] == [
+        ["progress", f"{n}/3", f"({pct}%)", "loss=0.5"] for n, pct in ((1, 33), (2, 67), (3, 100))
+    ]
+    assert re.fullmatch(rf"job {done.id} \(noop\) SUCCEEDED in [0-9.]+s", lines[-4])
+    assert lines[-3:] == ["  search 5; subnets 7, 8", "  n_evaluations 100; hypervolume 0.4322; members 2",
+                          f"  reason: {reason}"]  # fmt: skip
+    code, out, err = run(capsys, "watch", str(done.id), "--json")
+    assert code == 0 and json.loads(out)["result"] == result and "all steps done" in err
+
+
+def test_watch_off_a_terminal_prints_a_line_per_epoch(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    queue = live.ctx.queue
+    job, _ = queue.submit("noop", {}, user_id=live.users.a_id)
+    lease = queue.claim("test", 30)
+    assert lease is not None
+    for epoch in range(2):  # as the train job reports nas.train's events
+        for step in range(4):
+            queue.progress(lease, {"phase": "sandwich", "phase_index": 0, "phases": 1, "epoch": epoch, "epochs": 2,
+                                   "step": step, "steps": 4, "loss": 2.0 - epoch - step / 10, "images_per_s": 50.0,
+                                   "eta_s": 3.0})  # fmt: skip
+    queue.complete(lease, {"supernet_id": 3, "epochs": 2})
+    code, out, _ = run(capsys, "watch", str(job.id))
+    lines = [line.split("[")[0].split() for line in out.splitlines() if line.startswith("sandwich")]
+    assert code == 0 and lines == [
+        ["sandwich", "epoch", "1/2", "step", "1/4", "loss=2", "images_per_s=50"],
+        ["sandwich", "epoch", "1/2", "step", "4/4", "loss=1.7", "images_per_s=50"],
+        ["sandwich", "epoch", "2/2", "step", "4/4", "loss=0.7", "images_per_s=50"],
+    ]
+    assert out.splitlines()[-2:] == ["  supernet 3", "  epochs 2"]
+
+
+def test_watch_exits_1_when_the_job_failed(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    queue = live.ctx.queue
     failed, _ = queue.submit("noop", {"steps": 1}, user_id=live.users.a_id)
     lease = queue.claim("test", 30)
     assert lease is not None
     queue.fail(lease, "boom", "it broke")
     code, _, err = run(capsys, "watch", str(failed.id))
     assert code == 1 and err.strip().splitlines() == [f"error: job {failed.id} FAILED: boom: it broke"]
+
+
+def test_ls_lists_supernets_searches_and_jobs_newest_first(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    search_id, _ = add_search_with_front(live, live.users.a_id)
+    queue = live.ctx.queue
+    done, _ = queue.submit("noop", {}, user_id=live.users.a_id)
+    lease = queue.claim("test", 30, kinds=["noop"])
+    assert lease is not None
+    queue.complete(lease, {"search_id": 9, "subnet_ids": [4, 5]})
+    search_job = live.ctx.queue.get(done.id - 1)
+    code, out, _ = run(capsys, "ls", "jobs")
+    rows = [line.split() for line in out.splitlines()]
+    assert code == 0 and rows[0] == ["id", "kind", "status", "attempts", "created", "took", "result"]
+    assert rows[1][:4] == [str(done.id), "noop", "SUCCEEDED", "1/3"] and rows[1][-5:] == ["search", "9;", "subnets",
+                                                                                           "4,", "5"]  # fmt: skip
+    assert rows[2][:4] == [str(search_job.id), "search", "QUEUED", "0/3"] and rows[2][-2:] == ["-", "-"]
+    assert len(rows) == 3
+    assert [r[0] for r in (line.split() for line in run(capsys, "ls", "jobs", "--kind", "search")[1].splitlines())] == [
+        "id", str(search_job.id)]  # fmt: skip
+    assert run(capsys, "ls", "jobs", "--status", "succeeded")[1].splitlines()[1].split()[0] == str(done.id)
+    code, out, err = run(capsys, "ls", "jobs", "--limit", "1")
+    token = err.split("--page-token ")[1].strip()
+    assert len(out.splitlines()) == 2 and err.startswith("more: hwnas ls jobs --limit 1 --page-token ")
+    code, out, err = run(capsys, "ls", "jobs", "--limit", "1", "--page-token", token)
+    assert out.splitlines()[1].split()[0] == str(search_job.id) and err == ""
+    code, out, _ = run(capsys, "ls", "searches")
+    header, row = out.splitlines()
+    assert header.split()[:5] == ["id", "supernet", "status", "algorithm", "objectives"]
+    assert row.split()[:5] == [str(search_id), "1", "QUEUED", "evolution", "accuracy,macs"]
+    code, out, _ = run(capsys, "ls", "supernets")
+    assert [line.split()[:5] for line in out.splitlines()] == [
+        ["id", "name", "space", "dataset", "strategy"], ["1", "-", SPACE, "demo", "sandwich"]]  # fmt: skip
+    assert json.loads(run(capsys, "ls", "searches", "--json")[1])["items"][0]["id"] == search_id
+    with Client(live.url, live.token("b")) as other:
+        assert other.list("jobs")["items"] == []
+    code, out, _ = run(capsys, "ls", "jobs", "--token", live.token("b"))
+    assert (code, out) == (0, "no jobs\n")
 
 
 @pytest.mark.parametrize(
@@ -100,6 +176,11 @@ def test_watch_follows_a_job_and_exits_1_when_it_failed(live: Live, capsys: pyte
         (["pareto", "1", "--format", "xml"], "--format"),
         (["download", "1", "--server", "http://127.0.0.1:9"], "cannot reach the hwnas server"),
         (["watch", "1", "--token", "wrong"], "401 unauthorized"),
+        (["ls", "things"], "RESOURCE: expected supernets, searches or jobs, got 'things'"),
+        (["ls", "searches", "--kind", "search"], "--kind and --status filter jobs only"),
+        (["ls", "jobs", "--kind", "serach"], "422 validation_error: kind: unknown job kind 'serach'; registered: "),
+        (["ls", "jobs", "--status", "done"], "422 validation_error: status: "),
+        (["ls", "jobs", "--limit", "0"], "--limit"),
     ],
 )
 def test_client_errors_are_one_line_and_exit_1(

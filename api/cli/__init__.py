@@ -1,10 +1,11 @@
 """The ``hwnas`` command line (typer + rich).
 
 Command groups: `api.cli.science` (``spaces``, ``export``, ``train``), `api.cli.quickstart`,
-`api.cli.service` (``serve``, ``worker``, ``agent``, ``admin``) and `api.cli.jobs` (``submit``,
-``status``, ``watch``, ``pareto``, ``download``, ``cancel``, over `api.client`). Heavy modules are
-imported inside the commands, so ``hwnas agent`` runs on a board without torch. A user error
-(bad input, an HTTP 4xx, an unreachable server) prints one ``error:`` line and exits 1.
+`api.cli.service` (``serve``, ``worker``, ``agent``, ``admin``), `api.cli.jobs` (``submit``,
+``status``, ``watch``, ``pareto``, ``download``, ``cancel``, over `api.client`) and `api.cli.listing`
+(``ls``). Heavy modules are imported inside the commands, so ``hwnas agent`` runs on a board
+without torch. A user error (bad input, an HTTP 4xx, an unreachable server) prints one ``error:``
+line and exits 1. Output to a file or a pipe is plain: no wrapped lines, a line per progress step.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Sequence
 import typer
 from rich.markup import escape
 
-from api.cli import jobs, quickstart, science, service
-from api.cli.common import CLIError, err_console
+from api.cli import jobs, listing, quickstart, science, service
+from api.cli.common import CLIError, adapt_to_output, err_console
 
 app = typer.Typer(
     name="hwnas",
@@ -24,8 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    callback=adapt_to_output,
 )
-for _module in (science, quickstart, service, jobs):
+for _module in (science, quickstart, service, jobs, listing):
     _module.register(app)
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from api.cli.common import CLIError, ServerOption, TokenOption, console, err_console, make_client
+from api.cli.common import CLIError, ServerOption, TokenOption, console, duration, err_console, make_client
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from api.client import Client
 
 FileOption = Annotated[
     Path | None, typer.Option("--file", "-f", help="a JSON request body; the other options override its fields")
 ]
 KeyOption = Annotated[str | None, typer.Option(help="Idempotency-Key: a retry with the same key returns the same job")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the raw JSON")]
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
@@ -145,7 +149,7 @@ def status(
     ref: Annotated[
         str, typer.Argument(metavar="JOB_OR_SEARCH", help="a job id, or search:ID (also supernet:ID, subnet:ID)")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON")] = False,
+    as_json: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -161,11 +165,11 @@ def status(
         _show(f"{kind} {ident}", record)
 
 
-def follow(client: Client, job_id: int) -> dict[str, Any]:
-    """Show the job's events as live progress bars until it ends; returns the job."""
+def follow(client: Client, job_id: int, out: Console = console) -> dict[str, Any]:
+    """Show the job's events on `out` (live bars, or lines off a terminal) until it ends; returns the job."""
     from api.cli.progress import StageProgress
 
-    with StageProgress() as bars:
+    with StageProgress(out) as bars:
         for event in client.events(job_id):
             if event.event == "progress":
                 bars(event.event, event.data)
@@ -182,19 +186,70 @@ def follow(client: Client, job_id: int) -> dict[str, Any]:
     return job
 
 
+def took(job: dict[str, Any]) -> str | None:
+    """How long an ended job ran (``3m 05s``), or None when it did not start or has not ended."""
+    if not job.get("started_at") or not job.get("finished_at"):
+        return None
+    started, finished = (dt.datetime.fromisoformat(job[k]) for k in ("started_at", "finished_at"))
+    return duration((finished - started).total_seconds())
+
+
+def result_ids(result: dict[str, Any] | None) -> list[str]:
+    """What a job's result made, from its ``*_id`` and ``*_ids`` fields: ``["search 5", "subnets 12, 13, 14"]``."""
+    made = []
+    for key, value in (result or {}).items():
+        if key.endswith("_ids") and isinstance(value, list):
+            shown = ", ".join(map(str, value)) if len(value) <= 8 else f"{value[0]}..{value[-1]} ({len(value)})"
+            made.append(f"{key.removesuffix('_ids')}s {shown or 'none'}")
+        elif key.endswith("_id") and value is not None:
+            made.append(f"{key.removesuffix('_id')} {value}")
+    return made
+
+
+def summary(job: dict[str, Any]) -> list[str]:
+    """A job in a few lines: status and run time, what it made, its scalar figures and list sizes, its texts.
+
+    Nested objects (histories of figures, per-member details) are left to ``--json``.
+    """
+    ran = took(job)
+    lines = [f"job {job['id']} ({job['kind']}) {job['status']}" + (f" in {ran}" if ran else "")]
+    figures, texts = [], []
+    for key, value in (job.get("result") or {}).items():
+        if value is None or isinstance(value, dict) or key.endswith(("_id", "_ids")):
+            continue
+        if isinstance(value, list):
+            figures.append(f"{key} {len(value)}")
+        elif isinstance(value, float):
+            figures.append(f"{key} {value:.4g}")
+        elif isinstance(value, str):
+            texts.append(f"{key}: {value}")
+        else:
+            figures.append(f"{key} {value}")
+    made = result_ids(job.get("result"))
+    return lines + ["  " + "; ".join(part) for part in (made, figures) if part] + ["  " + t for t in texts]
+
+
 def watch(
     job_id: Annotated[int, typer.Argument(help="the job (a search's job_id, or a training job)")],
+    as_json: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Follow a job's progress live until it ends; exit 1 unless it succeeded."""
+    """Follow a job's progress live until it ends, then summarise it (--json: the job as JSON, progress on stderr).
+
+    Exits 1 unless the job succeeded.
+    """
     with make_client(server, token) as client:
-        job = follow(client, job_id)
+        job = follow(client, job_id, err_console if as_json else console)
+    if as_json:
+        console.print_json(data=job)
     if job["status"] != "SUCCEEDED":
         error = job.get("error") or {}
         detail = f": {error.get('code')}: {error.get('message')}" if error else ""
         raise CLIError(f"job {job_id} {job['status']}{detail}")
-    console.print(f"job {job_id} SUCCEEDED" + (f": {json.dumps(job['result'])}" if job.get("result") else ""))
+    if not as_json:
+        for line in summary(job):
+            console.print(line, markup=False, highlight=False)
 
 
 def front_table(points: list[dict[str, Any]], objectives: list[str], title: str) -> Any:
