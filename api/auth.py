@@ -64,6 +64,12 @@ def get_user(db: Database, name: str) -> User:
     return user
 
 
+def user_names(db: Database) -> list[str]:
+    """The names of the store's users, oldest first."""
+    with db.reader() as s:
+        return list(s.scalars(select(User.name).order_by(User.id)))
+
+
 def create_token(db: Database, user: str | int, *, name: str = "") -> str:
     """Create an API token for a user (by name or id); returns the secret, which is not stored.
 

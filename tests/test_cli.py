@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,55 @@ def test_admin_creates_users_and_tokens_and_first_start_creates_one_admin(
     assert admin is not None and admin.name == "admin" and admin.is_admin
     assert ensure_first_user(fresh) is None  # shown once: a second start creates nothing
     fresh.dispose()
+
+
+def test_admin_without_home_does_not_start_a_store_in_the_default_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # ~/.hwnas is tmp_path/.hwnas
+    monkeypatch.delenv("HWNAS_HOME", raising=False)
+    monkeypatch.delenv("HWNAS_DATABASE_URL", raising=False)
+    for args in (["admin", "create-token", "quickstart"], ["admin", "create-user", "erin"]):
+        assert main(args) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            "error: no hwnas store in ~/.hwnas: pass --home DIR (after a quickstart: --home hwnas-out/service) or "
+            "set HWNAS_HOME; to start a new store there: hwnas admin create-user NAME --create"
+        ]
+        assert not (tmp_path / ".hwnas").exists()
+    assert main(["admin", "create-user", "erin", "--create"]) == 0 and (tmp_path / ".hwnas" / "hwnas.db").exists()
+    assert main(["admin", "create-token", "erin"]) == 0  # the default store exists now
+    monkeypatch.setenv("HWNAS_HOME", str(tmp_path / "named"))  # a store the user names is made as before
+    assert main(["admin", "create-user", "fred"]) == 0 and (tmp_path / "named" / "hwnas.db").exists()
+
+
+def test_serve_after_a_quickstart_says_how_to_get_a_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from api.auth import authenticate
+    from api.db import Database
+    from api.settings import Settings
+
+    home = tmp_path / "a folder name a terminal would wrap somewhere" / ("deep" * 10) / "hwnas-out" / "service"
+    assert main(["admin", "create-user", "quickstart", "--home", str(home)]) == 0  # what the quickstart leaves
+    capsys.readouterr()
+    command = [sys.executable, "-m", "api.cli", "serve", "--home", str(home), "--port", "0", "--no-worker"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        assert server.stdout is not None
+        lines = []
+        while not lines or not lines[-1].startswith("hwnas API on"):
+            line = server.stdout.readline()
+            assert line, f"serve ended early: {lines}"
+            lines.append(line.rstrip("\n"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    hint = f"hwnas admin create-token quickstart --home {shlex.quote(str(home))}"
+    assert lines[-2] == f"no API token? create one: {hint} (users: quickstart)"  # one line, however long
+    assert main(shlex.split(hint)[1:]) == 0
+    token = capsys.readouterr().out.strip()
+    db = Database(Settings(home=home).db_url)
+    user = authenticate(db, token)
+    assert user is not None and user.name == "quickstart"
+    db.dispose()

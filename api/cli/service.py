@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -37,15 +38,22 @@ def serve(
     import uvicorn
 
     from api.app import create_app
-    from api.auth import ensure_first_user
+    from api.auth import ensure_first_user, user_names
     from api.db import Database
     from workers.runner import runner_from_settings
 
     settings = settings_for(home)
     runner = runner_from_settings(settings, in_process=not ray, migrate=True)
-    token = ensure_first_user(Database(settings.db_url))
+    db = Database(settings.db_url)
+    token = ensure_first_user(db)
     if token:
         console.print(f"created user 'admin'; its API token (shown once): [bold]{token}[/]", highlight=False)
+    else:  # tokens are shown once, when created: tell the user how to get another one
+        names = user_names(db)
+        where = f" --home {shlex.quote(str(home))}" if home else ""
+        console.print(f"no API token? create one: hwnas admin create-token {shlex.quote(names[0])}{where} "
+                      f"(users: {', '.join(names)})", markup=False, highlight=False)  # fmt: skip
+    db.dispose()
     stop = threading.Event()
     worker = threading.Thread(target=runner.serve, kwargs={"stop": stop}, name="hwnas-worker", daemon=True)
     if not no_worker:
@@ -121,14 +129,28 @@ def agent(
 admin = typer.Typer(help="Users and API tokens.", no_args_is_help=True)
 
 
-def admin_db(home: Path | None) -> Database:
-    """The store of `home`, its schema upgraded first (an admin command may be the first one run)."""
+def admin_db(home: Path | None, *, create: bool = False) -> Database:
+    """The store of `home` (else ``HWNAS_HOME`` / ``HWNAS_DATABASE_URL``, else ~/.hwnas), its schema upgraded first.
+
+    A store that does not exist yet is made only where the user named it (``--home``, the
+    environment) or with `create`: an admin command without ``--home`` must not start a new store
+    in ~/.hwnas when the user meant another one, e.g. the quickstart's.
+
+    Raises:
+        CLIError: no store at the default place, and `create` is False.
+    """
     from api.db import Database
     from api.db.migrate import upgrade
 
-    url = settings_for(home).db_url
-    upgrade(url)
-    return Database(url)
+    settings = settings_for(home)
+    named = {"home", "database_url"} & settings.model_fields_set
+    if not (named or create or (settings.home_dir / "hwnas.db").exists()):
+        raise CLIError(
+            f"no hwnas store in {settings.home}: pass --home DIR (after a quickstart: --home hwnas-out/service) or "
+            "set HWNAS_HOME; to start a new store there: hwnas admin create-user NAME --create"
+        )
+    upgrade(settings.db_url)
+    return Database(settings.db_url)
 
 
 @admin.command("create-user")
@@ -137,12 +159,15 @@ def create_user(
     is_admin: Annotated[bool, typer.Option("--admin", help="an administrator")] = False,
     token: Annotated[bool, typer.Option("--token", help="also print a new API token for the user")] = False,
     home: HomeOption = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="start a new store in the default home if there is none")
+    ] = False,
 ) -> None:
     """Create a user (and, with --token, an API token for it)."""
     from api.auth import create_token
     from api.auth import create_user as make_user
 
-    db = admin_db(home)
+    db = admin_db(home, create=create)
     user = make_user(db, name, is_admin=is_admin)
     console.print(f"created user {user.name!r} (id {user.id}{', admin' if user.is_admin else ''})")
     if token:
