@@ -167,7 +167,7 @@ def test_serve_after_a_quickstart_says_how_to_get_a_token(tmp_path: Path, capsys
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     try:
         assert server.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not lines or not lines[-1].startswith("hwnas API on"):
             line = server.stdout.readline()
             assert line, f"serve ended early: {lines}"
