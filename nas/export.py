@@ -4,8 +4,15 @@ A bundle is a directory (or a zip of the same files)::
 
     model.onnx            opset >= 17, dynamic batch axis, input "input" (N, C, R, R), output "logits"
     weights.safetensors   the static subnet's state dict (OFA's subnet key names)
-    arch.json             space, arch, input size and normalisation, classes, MACs, params,
-                          the parity result and the sha256 of every other file
+    arch.json             space, arch, input size and preprocessing, classes, MACs, params, how
+                          its BatchNorm statistics were calibrated, the parity result and the
+                          sha256 of every other file
+
+A subnet leaves the supernet only with its BatchNorm statistics recalibrated for it (OFA's
+protocol, `nas.train.BNCalibration`): the supernet's stored statistics belong to no subnet, and a
+subnet exported with them is far less accurate than the one that was evaluated. `export_bundle`
+takes the calibration as a required argument; skipping it must be asked for by name
+(``calibration="none"``, e.g. for a checkpoint whose data the caller does not have).
 
 `load_bundle` verifies every hash before reading anything and rebuilds the PyTorch module from
 arch.json and the safetensors file, without unpickling.
@@ -21,7 +28,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,11 +37,20 @@ from torch import nn
 from nas.cost import macs, params
 from nas.supernet.ofa_mbv3 import OFAMobileNetV3
 from nas.supernet.static import MobileNetV3, build_subnet
+from nas.train.evaluate import BNCalibration
 
-BUNDLE_FORMAT = 1
+Calibration = BNCalibration | Literal["training_data", "none"]
+"""How `export_bundle` calibrates BatchNorm: explicit data, the supernet's own training data, or not at all."""
+
+BUNDLE_FORMAT = 2
 ONNX_FILE, WEIGHTS_FILE, META_FILE = "model.onnx", "weights.safetensors", "arch.json"
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 DEFAULT_OPSET = 17
+PIXEL_SCALE = 1 / 255
+RESIZE = "bilinear"
+"""How an image reaches the network: ``x * pixel_scale``, normalised ``(x - mean) / std`` per channel,
+resized to ``size`` x ``size`` by bilinear interpolation with half-pixel centres and no antialiasing
+(torch's ``interpolate(..., mode="bilinear", align_corners=False)``), laid out NCHW."""
 
 
 class ParityError(RuntimeError):
@@ -110,12 +126,25 @@ def check_parity(
     onnx_model: str | Path | bytes,
     input_shape: tuple[int, int, int],
     *,
+    inputs: torch.Tensor | None = None,
     batch_size: int = 2,
     seed: int = 0,
     atol: float = 1e-4,
     rtol: float = 1e-4,
 ) -> float:
-    """Run PyTorch and ONNX Runtime (CPU) on the same random input and compare the outputs.
+    """Run PyTorch and ONNX Runtime (CPU) on the same input and compare the outputs.
+
+    Args:
+        module: the PyTorch network.
+        onnx_model: its ONNX export (a path or the bytes).
+        input_shape: (channels, height, width) of one input.
+        inputs: the input batch; default `batch_size` standard-normal images drawn from `seed`. Give
+            real images for a network whose BatchNorm statistics were calibrated on real data:
+            far from that distribution its activations grow and rounding differences with them.
+        batch_size: images of the default input.
+        seed: seed of the default input.
+        atol: absolute tolerance.
+        rtol: tolerance relative to the PyTorch output.
 
     Returns:
         The largest absolute difference.
@@ -125,7 +154,9 @@ def check_parity(
     """
     import onnxruntime as ort
 
-    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch_size, *input_shape), dtype=np.float32))
+    x = inputs
+    if x is None:
+        x = torch.from_numpy(np.random.default_rng(seed).standard_normal((batch_size, *input_shape), dtype=np.float32))
     was_training = module.training
     module.eval()
     try:
@@ -151,6 +182,7 @@ def export_bundle(
     arch: Mapping[str, Any],
     path: str | Path,
     *,
+    calibration: Calibration,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     class_names: Sequence[str] | None = None,
@@ -159,15 +191,20 @@ def export_bundle(
 ) -> Path:
     """Write a subnet of `supernet` as a bundle (a directory, or a zip if `archive`).
 
-    The ONNX file is checked against PyTorch with ONNX Runtime before anything is written to
-    `path`; a mismatch raises `ParityError`.
+    The subnet's BatchNorm statistics are recalibrated first (see the module docstring). The ONNX
+    file is checked against PyTorch with ONNX Runtime before anything is written to `path`; a
+    mismatch raises `ParityError`.
 
     Args:
         supernet: the trained supernet.
         arch: the subnet.
         path: target directory, or zip file when `archive` is true.
-        mean: per-channel input mean the model expects (recorded, not baked in).
-        std: per-channel input std.
+        calibration: a `BNCalibration`; ``"training_data"`` for the supernet's own training split
+            (`BNCalibration.of_training_data`, the protocol its evaluations used); or ``"none"`` to
+            export the supernet's stored statistics unchanged (recorded as such in arch.json).
+        mean: per-channel input mean the model expects (recorded, not baked in; default: the
+            calibration data's).
+        std: per-channel input std (default: the calibration data's).
         class_names: names of the classes, in output order.
         archive: write a zip instead of a directory.
         opset: ONNX opset (>= 17).
@@ -176,9 +213,16 @@ def export_bundle(
         The path written.
 
     Raises:
-        ValueError: invalid arch, or mean/std/class_names of the wrong length.
+        ValueError: invalid arch, an unknown calibration, or mean/std/class_names of the wrong length.
         ParityError: the exported ONNX model does not reproduce PyTorch.
     """
+    if calibration == "training_data":
+        calibration = BNCalibration.of_training_data(supernet)
+    elif not (calibration == "none" or isinstance(calibration, BNCalibration)):
+        raise ValueError(f"calibration must be a BNCalibration, 'training_data' or 'none', got {calibration!r}")
+    if isinstance(calibration, BNCalibration):
+        mean = calibration.data.mean if mean is None else mean
+        std = calibration.data.std if std is None else std
     space = supernet.space
     b = space.backbone
     canon = space.canonical(arch)
@@ -190,10 +234,13 @@ def export_bundle(
         if values is not None and len(values) != n:
             raise ValueError(f"{label} must have {n} entries, got {len(values)}")
     module = supernet.extract(canon).eval()
+    if isinstance(calibration, BNCalibration):
+        calibration.apply(module, canon["r"])
     input_shape = (b.in_channels, canon["r"], canon["r"])
     with tempfile.TemporaryDirectory() as tmp:
         onnx_bytes = export_onnx(module, Path(tmp) / ONNX_FILE, input_shape, opset).read_bytes()
-    parity = check_parity(module, onnx_bytes, input_shape)
+    real = calibration.inputs(canon["r"]) if isinstance(calibration, BNCalibration) else None
+    parity = check_parity(module, onnx_bytes, input_shape, inputs=real)
 
     from safetensors.torch import save
 
@@ -209,9 +256,12 @@ def export_bundle(
             "layout": "NCHW",
             "channels": b.in_channels,
             "size": canon["r"],
+            "pixel_scale": PIXEL_SCALE,
             "mean": None if mean is None else [float(v) for v in mean],
             "std": None if std is None else [float(v) for v in std],
+            "resize": RESIZE,
         },
+        "bn_calibration": calibration.record() if isinstance(calibration, BNCalibration) else None,
         "output": {"name": OUTPUT_NAME},
         "num_classes": b.num_classes,
         "class_names": None if class_names is None else list(class_names),
@@ -299,6 +349,7 @@ def load_bundle(path: str | Path) -> Bundle:
 __all__ = [
     "Bundle",
     "BundleIntegrityError",
+    "Calibration",
     "ParityError",
     "check_parity",
     "export_bundle",

@@ -17,6 +17,7 @@ from api.cli import main
 from nas.export import load_bundle
 from nas.spaces import list_spaces
 from nas.supernet import build_supernet
+from nas.train import BNCalibration, calibrated_subnet
 
 
 @pytest.mark.slow
@@ -42,24 +43,40 @@ def test_export_from_checkpoint(tmp_path: Path) -> None:
             "--checkpoint", str(tmp_path / "ckpt.safetensors"),
             "--arch", f"@{tmp_path / 'arch.json'}",
             "--out", str(tmp_path / "bundle"),
-            "--mean", "0.5", "--std", "0.25",
+            "--mean", "0.5", "--std", "0.25", "--no-calibration",
         ]
     )  # fmt: skip
     assert code == 0
     bundle = load_bundle(tmp_path / "bundle")
-    assert bundle.meta["input"]["mean"] == [0.5]
+    assert bundle.meta["input"]["mean"] == [0.5] and bundle.meta["bn_calibration"] is None
     x = torch.randn(2, 1, arch["r"], arch["r"])
     with torch.no_grad():
         torch.testing.assert_close(bundle.module(x), net.extract(arch).eval()(x), rtol=0, atol=0)
+
+    common = ["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--checkpoint", str(tmp_path / "ckpt.safetensors"),
+              "--arch", f"@{tmp_path / 'arch.json'}"]  # fmt: skip
+    calibrate = ["--calibration-dataset", "demo", "--calibration-images", "64"]
+    assert main([*common, "--out", str(tmp_path / "calibrated"), *calibrate]) == 0
+    calibrated = load_bundle(tmp_path / "calibrated")
+    assert calibrated.meta["bn_calibration"]["dataset"] == "demo" and calibrated.meta["bn_calibration"]["images"] == 64
+    calibration = BNCalibration.of_dataset("demo", images=64)
+    x = calibration.inputs(arch["r"])
+    with torch.no_grad():
+        torch.testing.assert_close(calibrated.module(x), calibrated_subnet(net, arch, calibration)(x))
+
+
+EXPORT = ["export", "--space", "ofa_mbv3_d234_e346_k357_32px"]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["export", "--space", "nope", "--arch", "max", "--out", "x"], "unknown search space"),
-        (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--arch", "{bad", "--out", "x"], "not valid JSON"),
-        (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--arch", '{"ks": [4]}', "--out", "x"], "missing"),
-        (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--arch", "max", "--out", "x", "--mean", "a"], "--mean"),
+        (["export", "--space", "nope", "--arch", "max", "--out", "x", "--no-calibration"], "unknown search space"),
+        ([*EXPORT, "--arch", "{bad", "--out", "x", "--no-calibration"], "not valid JSON"),
+        ([*EXPORT, "--arch", '{"ks": [4]}', "--out", "x", "--no-calibration"], "missing"),
+        ([*EXPORT, "--arch", "max", "--out", "x", "--mean", "a"], "--mean"),
+        ([*EXPORT, "--arch", "max", "--out", "x"], "--calibration-dataset NAME"),
+        ([*EXPORT, "--arch", "max", "--out", "x", "--calibration-dataset", "nope"], "unknown dataset"),
         (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--out", "x"], "--arch"),
         (["train", "--out", "x", "--device", "gpu0"], "unknown device 'gpu0'"),
         (["train", "--out", "x", "--device", "cuda", "--workers", "2"], "Ray Train workers train on the CPU"),

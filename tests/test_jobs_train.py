@@ -17,6 +17,8 @@ from sqlalchemy import func, select
 from api.db import Database, upgrade
 from api.db.models import Artifact, Subnet, Supernet
 from api.storage import LocalArtifactStore, read_artifact
+from nas.bundle_eval import score_bundle
+from nas.data import load_dataset
 from nas.export import load_bundle
 from workers.jobs import validate_params
 from workers.queue import JobQueue
@@ -65,7 +67,10 @@ def test_train_then_export_a_subnet(sqlite_db: Database, tmp_path: Path) -> None
     assert bundle.kind == "bundle" and bundle.job_id == export.id
     read_artifact(store, bundle)
     loaded = load_bundle(store.path(bundle.key))
-    assert loaded.meta["arch"] == subnet.arch
+    assert loaded.meta["arch"] == subnet.arch and loaded.meta["bn_calibration"]["split"] == "train"
+    test = load_dataset("demo")
+    scored = score_bundle(store.path(bundle.key), test.test_images, test.test_labels)
+    assert subnet.validated is not None and subnet.validated["accuracy"] == scored.top1  # the delivered file's
 
     queue.submit("export_subnet", {"supernet_id": 999, "arch": "max"})
     failed = runner.run_once()

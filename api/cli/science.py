@@ -68,11 +68,29 @@ def export(
     in_channels: Annotated[int | None, typer.Option(help="input channels (default: the preset's)")] = None,
     mean: Annotated[str | None, typer.Option(help="per-channel input mean, e.g. 0.485,0.456,0.406")] = None,
     std: Annotated[str | None, typer.Option(help="per-channel input std, e.g. 0.229,0.224,0.225")] = None,
+    calibration_dataset: Annotated[
+        str | None, typer.Option(help="recalibrate BatchNorm on this dataset's training images (OFA's protocol)")
+    ] = None,
+    calibration_data_dir: Annotated[str | None, typer.Option(help="where the calibration dataset is")] = None,
+    calibration_images: Annotated[int, typer.Option(min=1, help="images used to recalibrate BatchNorm")] = 2000,
+    no_calibration: Annotated[
+        bool, typer.Option("--no-calibration", help="keep the checkpoint's BatchNorm statistics (not recalibrated)")
+    ] = False,
 ) -> None:
-    """Export one subnet of a supernet (optionally loaded from an OFA checkpoint) as an ONNX + safetensors bundle."""
+    """Export one subnet of a supernet (optionally loaded from an OFA checkpoint) as an ONNX + safetensors bundle.
+
+    A subnet's BatchNorm statistics must be recalibrated for it (the supernet's belong to no
+    subnet): name the data with --calibration-dataset, or opt out with --no-calibration.
+    """
     mean_values, std_values = floats(mean, "--mean"), floats(std, "--std")
-    from nas.export import export_bundle
+    if (calibration_dataset is None) == (not no_calibration):
+        raise CLIError(
+            "pass --calibration-dataset NAME (the subnet's BatchNorm statistics are recalibrated on its training "
+            "images) or --no-calibration (exported as the checkpoint has them), not both or neither"
+        )
+    from nas.export import Calibration, export_bundle
     from nas.supernet import build_supernet, read_state_dict
+    from nas.train import BNCalibration
 
     net = build_supernet(space, num_classes=num_classes, in_channels=in_channels)
     chosen = net.space.canonical(read_arch(arch, net.space))
@@ -80,7 +98,13 @@ def export(
         net.load_state_dict(read_state_dict(checkpoint))
     else:
         err_console.print("[yellow]warning:[/] no --checkpoint given: exporting randomly initialised weights")
-    path = export_bundle(net, chosen, out, mean=mean_values, std=std_values, archive=zip)
+    calibration: Calibration = "none"
+    if calibration_dataset is not None:
+        try:
+            calibration = BNCalibration.of_dataset(calibration_dataset, calibration_data_dir, calibration_images)
+        except (KeyError, FileNotFoundError, ValueError) as error:
+            raise CLIError(f"--calibration-dataset {calibration_dataset}: {error}") from None
+    path = export_bundle(net, chosen, out, calibration=calibration, mean=mean_values, std=std_values, archive=zip)
     meta = json.loads((path / "arch.json").read_text()) if path.is_dir() else None
     console.print(f"wrote {path}" + (f" ({meta['macs'] / 1e6:.1f} MMACs, {meta['params']:,} params)" if meta else ""))
 

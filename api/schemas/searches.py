@@ -54,6 +54,12 @@ class SearchCreate(Strict):
     algorithm: str = Field("evolution", description="a registered search algorithm (nas.search.list_algorithms)")
     budget: int = Field(1000, ge=1, le=10_000_000, description="objective evaluations (subnets scored)")
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    predictor_samples: int = Field(
+        100, ge=10, le=100_000, description="subnets evaluated for real (validation split) to fit the accuracy model"
+    )
+    export_limit: int = Field(
+        20, ge=0, le=1000, description="front members validated on their exported bundle and made downloadable"
+    )
 
     @field_validator("objectives", "targets")
     @classmethod

@@ -70,6 +70,8 @@ def search_params(ctx: ServiceContext, user: User, request: SearchCreate) -> dic
         "algorithm": request.algorithm,
         "budget": request.budget,
         "seed": request.seed,
+        "predictor_samples": request.predictor_samples,
+        "export_limit": request.export_limit,
     }
     if SEARCH_JOB_KIND in JOB_KINDS.names():
         params = validate_params(SEARCH_JOB_KIND, params)

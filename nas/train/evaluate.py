@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.data import BatchLoader, ImageData, Split, load_dataset, split_dataset
-from nas.supernet import OFAMobileNetV3
+from nas.supernet import MobileNetV3, OFAMobileNetV3
 
 RECAL_BATCH = 200
 
@@ -106,6 +106,113 @@ def data_for(supernet: OFAMobileNetV3) -> tuple[ImageData, dict[str, Split]]:
     return _cached_splits(ref["dataset"], ref.get("data_dir"), ref["val_fraction"], ref["seed"])
 
 
+@dataclass(frozen=True)
+class BNCalibration:
+    """The images a subnet's BatchNorm statistics are recalibrated on (OFA's protocol), and how.
+
+    The first `images` images of `split` in its fixed order, with the training augmentation (a
+    random crop of the zero-padded image, and flips where the dataset allows them) drawn from
+    `seed`, normalised with the dataset's mean/std, resized to the subnet's resolution, in batches
+    of `RECAL_BATCH`. The same calibration gives the same statistics in every process: evaluation,
+    validation and export all use it, so an exported subnet is the subnet that was measured.
+
+    Attributes:
+        data: the dataset (its mean, std and flip rule).
+        split: the images, normally the training split of `data`.
+        images: how many of them (at most the split's size).
+        seed: the augmentation's seed.
+        source: where `split` comes from, recorded in bundles: ``dataset``, ``data_dir``, ``split``,
+            and the ``val_fraction`` and ``split_seed`` that carved it out of the dataset.
+    """
+
+    data: ImageData
+    split: Split
+    images: int
+    seed: int = 0
+    source: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.seed < 0:
+            raise ValueError(f"BN calibration needs images >= 1 and seed >= 0, got {self.images} and {self.seed}")
+        object.__setattr__(self, "images", min(self.images, len(self.split.labels)))
+
+    @classmethod
+    def of_training_data(cls, supernet: OFAMobileNetV3, images: int | None = None) -> BNCalibration:
+        """The calibration of a trained supernet: its training split, as many images as its training config says.
+
+        Args:
+            supernet: a supernet whose ``metadata`` records its training data (`train_supernet` does).
+            images: override the number of images (default: ``metadata["bn_recal_images"]``, else 2000).
+
+        Raises:
+            ValueError: the supernet records no training data.
+        """
+        data, splits = data_for(supernet)
+        ref = supernet.metadata["data"]
+        source = {"dataset": ref["dataset"], "data_dir": ref.get("data_dir"), "split": "train",
+                  "val_fraction": ref["val_fraction"], "split_seed": ref["seed"]}  # fmt: skip
+        n = images or int(supernet.metadata.get("bn_recal_images", 2000))
+        return cls(data, splits["train"], n, 0, source)
+
+    @classmethod
+    def of_dataset(
+        cls, dataset: str, data_dir: str | None = None, images: int = 2000, val_fraction: float = 0.1, seed: int = 0
+    ) -> BNCalibration:
+        """Calibrate on the training split of a registered dataset (`nas.data.load_dataset`).
+
+        Raises:
+            KeyError: unknown dataset.
+            FileNotFoundError: its files are not found.
+        """
+        data, splits = _cached_splits(dataset, data_dir, val_fraction, seed)
+        source = {"dataset": dataset, "data_dir": data_dir, "split": "train", "val_fraction": val_fraction,
+                  "split_seed": seed}  # fmt: skip
+        return cls(data, splits["train"], images, 0, source)
+
+    def record(self) -> dict[str, Any]:
+        """What a bundle's arch.json says about this calibration (JSON-ready)."""
+        source = dict(self.source) if self.source is not None else {"dataset": self.data.name, "split": "train"}
+        return {
+            **source,
+            "images": self.images,
+            "seed": self.seed,
+            "batch_size": RECAL_BATCH,
+            "augment": {"random_crop_pad": 2, "hflip": self.data.hflip},
+            "resize": "bilinear",
+        }
+
+    def inputs(self, resolution: int, n: int = 4) -> Tensor:
+        """The first `n` calibration images as a network input at `resolution` (no augmentation)."""
+        loader = BatchLoader(
+            self.split, batch_size=n, mean=self.data.mean, std=self.data.std, shuffle=False, augment=False,
+            hflip=False, limit=n,
+        )  # fmt: skip
+        x, _ = next(iter(loader.epoch(0)))
+        return resize(x, resolution).contiguous()
+
+    def apply(self, module: nn.Module, resolution: int) -> None:
+        """Recalibrate the BatchNorm statistics of `module` (a subnet run at `resolution`) in place."""
+        loader = BatchLoader(
+            self.split, batch_size=RECAL_BATCH, mean=self.data.mean, std=self.data.std, shuffle=False,
+            augment=True, hflip=self.data.hflip, seed=self.seed, limit=self.images,
+        )  # fmt: skip
+        recalibrate_bn(module, (resize(x, resolution) for x, _ in loader.epoch(0)))
+
+
+def calibrated_subnet(supernet: OFAMobileNetV3, arch: Mapping[str, Any], calibration: BNCalibration) -> MobileNetV3:
+    """The static subnet `arch` of `supernet` (eval mode) with its BN statistics recalibrated.
+
+    The supernet is not modified.
+
+    Raises:
+        ValueError: invalid arch.
+    """
+    canon = supernet.space.canonical(arch)
+    subnet = supernet.extract(canon).eval()
+    calibration.apply(subnet, canon["r"])
+    return subnet
+
+
 @torch.no_grad()
 def evaluate(
     supernet: OFAMobileNetV3,
@@ -142,14 +249,11 @@ def evaluate(
         raise ValueError(f"unknown split {split!r}; available: {sorted(splits)}")
     canon = supernet.space.canonical(arch)
     r = canon["r"]
-    subnet = supernet.extract(canon).eval()
     if recalibrate:
         n = recal_images or int(supernet.metadata.get("bn_recal_images", 2000))
-        recal = BatchLoader(
-            splits["train"], batch_size=RECAL_BATCH, mean=data.mean, std=data.std, shuffle=False,
-            augment=True, hflip=data.hflip, seed=0, limit=n,
-        )  # fmt: skip
-        recalibrate_bn(subnet, (resize(x, r) for x, _ in recal.epoch(0)))
+        subnet = calibrated_subnet(supernet, canon, BNCalibration(data, splits["train"], n))
+    else:
+        subnet = supernet.extract(canon).eval()
     subnet.fold_batch_norms()
     loader = BatchLoader(
         splits[split], batch_size=batch_size, mean=data.mean, std=data.std, shuffle=False, augment=False, hflip=False

@@ -1,4 +1,9 @@
-"""``export_subnet``: export one subnet of a trained supernet as a zipped bundle (`nas.export`)."""
+"""``export_subnet``: export one subnet of a trained supernet as a zipped bundle (`nas.export`).
+
+The subnet is BN-recalibrated on the supernet's training data (the protocol of its evaluations)
+and scored on the test split from the bundle itself, so the accuracy the service shows beside the
+subnet is the delivered file's.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +41,10 @@ class ExportSubnetJob(JobKind[ExportParams]):
 
     def run(self, params: ExportParams, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
         """Export and store the bundle."""
+        from nas.bundle_eval import score_bundle
         from nas.cost import macs
         from nas.export import export_bundle
+        from nas.train.evaluate import data_for
 
         net = load_supernet(inputs, ctx).supernet
         space = net.space
@@ -51,11 +58,15 @@ class ExportSubnetJob(JobKind[ExportParams]):
         ctx.progress(stage="exporting")
         meta = net.metadata
         path = export_bundle(
-            net, arch, ctx.run_dir / "bundle.zip", mean=meta["mean"], std=meta["std"], class_names=meta["classes"],
-            archive=True,
+            net, arch, ctx.run_dir / "bundle.zip", calibration="training_data", mean=meta["mean"], std=meta["std"],
+            class_names=meta["classes"], archive=True,
         )  # fmt: skip
+        ctx.progress(stage="scoring")
+        test = data_for(net)[1]["test"]
+        accuracy = score_bundle(path, test.images, test.labels).top1
         stored = ctx.store.put(f"jobs/{ctx.job_id}/bundle.zip", path)
-        return {"file": asdict(stored), "arch": arch, "arch_key": space.key(arch), "macs": int(macs(space, arch))}
+        return {"file": asdict(stored), "arch": arch, "arch_key": space.key(arch), "macs": int(macs(space, arch)),
+                "accuracy": accuracy}  # fmt: skip
 
     def persist(self, session: Session, lease: Lease, params: ExportParams, result: dict[str, Any]) -> dict[str, Any]:
         """Register the bundle and the subnet."""
@@ -64,7 +75,7 @@ class ExportSubnetJob(JobKind[ExportParams]):
         )
         subnet = Subnet(
             user_id=lease.user_id, supernet_id=params.supernet_id, arch_key=result["arch_key"], arch=result["arch"],
-            bundle_artifact_id=artifact.id,
+            validated={"accuracy": result["accuracy"], "macs": result["macs"]}, bundle_artifact_id=artifact.id,
         )  # fmt: skip
         session.add(subnet)
         session.flush()
