@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from api.db import Database, upgrade
-from api.db.models import Artifact, LatencyMeasurement, LatencyTable, Search, Subnet
+from api.db.models import Artifact, JobEvent, LatencyMeasurement, LatencyTable, Search, Subnet
 from api.db.models import Target as TargetRow
 from api.storage import LocalArtifactStore, read_artifact
 from nas.export import load_bundle
@@ -118,12 +119,14 @@ def test_search_job_validates_and_exports_the_front(service: Service, table_job:
         assert load_bundle(service.store.path(bundle.key)).meta["arch"] == sub.arch
 
 
-def test_search_job_reports_an_infeasible_constraint(service: Service, table_job: Any) -> None:
+def test_search_job_ends_before_the_predictor_when_the_table_proves_a_constraint_infeasible(
+    service: Service, table_job: Any
+) -> None:
     params = {
         "supernet_id": service.supernet_id,
         "space": SPACE,
-        "objectives": ["macs", "latency:cpu-ort"],
-        "directions": {"macs": "min", "latency:cpu-ort": "min"},
+        "objectives": ["accuracy", "latency:cpu-ort"],
+        "directions": {"accuracy": "max", "latency:cpu-ort": "min"},
         "constraints": {"latency:cpu-ort": 1e-6},
         "targets": ["cpu-ort"],
         "algorithm": "evolution",
@@ -132,7 +135,24 @@ def test_search_job_reports_an_infeasible_constraint(service: Service, table_job
     }
     job = service.run("search", params)
     assert job.status.value == "SUCCEEDED", job.error_message
-    assert job.result["members"] == [] and "latency:cpu-ort" in job.result["reason"]
+    result = job.result
+    assert result["members"] == [] and result["n_evaluations"] == 0 and result["predictor"] is None
+    with service.db.reader() as s:
+        stages = {e.data.get("stage") for e in s.scalars(select(JobEvent).where(JobEvent.job_id == job.id))}
+        table_row = s.scalars(select(LatencyTable).where(LatencyTable.job_id == table_job.id)).one()
+        table_file = s.get(Artifact, table_row.artifact_id)
+    assert table_file is not None
+    table = LookupTable.from_dict(json.loads(read_artifact(service.store, table_file)))
+    assert "predictor" not in stages and "search" not in stages  # no subnet was evaluated, none searched
+    found = re.fullmatch(
+        r"no subnet can meet latency:cpu-ort <= 1e-06: the smallest latency:cpu-ort in the space is (\S+); "
+        r"the search did not run",
+        result["reason"],
+    )
+    assert found is not None, result["reason"]
+    space = get_space(SPACE)
+    sampled = table.predict_matrix(space.sample_matrix(np.random.default_rng(0), 5000))
+    assert 0 < float(found.group(1)) <= sampled.min() * 1.001  # the exact minimum: below any sample
 
 
 def test_search_job_needs_a_table_for_a_remote_target(service: Service) -> None:

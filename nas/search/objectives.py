@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nas.cost import macs_matrix, params_matrix
+from nas.cost import cost_tables, macs_matrix, params_matrix
 from nas.space import IntMatrix, SearchSpace
 
 
@@ -40,3 +40,13 @@ class CostObjective:
     def __call__(self, archs: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.float64]:
         """The cost of each arch."""
         return self.predict_matrix(self.space.to_matrix(archs))
+
+    def additive_terms(self, space: SearchSpace) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The fixed and per-block terms of the cost (see `nas.search.feasibility.AdditiveObjective`)."""
+        t = cost_tables(space)
+        nr = len(space.resolutions)
+        if self.what == "macs":
+            fixed, block = t.fixed_macs, t.block_macs
+        else:  # parameters do not depend on the resolution
+            fixed, block = np.full(nr, t.fixed_params), np.broadcast_to(t.block_params, (nr, *t.block_params.shape))
+        return fixed / self.scale, block / self.scale

@@ -142,8 +142,12 @@ class LookupTable:
 
     # ------------------------------------------------------------------ prediction
 
-    def _tables(self, space: SearchSpace) -> tuple[FloatArray, FloatArray]:
-        """(fixed[r], block[r, slot, kernel, expand]) in ms for a space's choice indices; NaN where missing."""
+    def additive_terms(self, space: SearchSpace) -> tuple[FloatArray, FloatArray]:
+        """(fixed[r], block[r, slot, kernel, expand]) in ms for a space's choice indices; NaN where missing.
+
+        A subnet's latency is its fixed term plus its active slots' terms
+        (`nas.search.feasibility.AdditiveObjective`).
+        """
         if space not in self._arrays:
             b = space.backbone
             nr, nk, ne = len(space.resolutions), len(space.kernel_sizes), len(space.expand_ratios)
@@ -171,7 +175,7 @@ class LookupTable:
             KeyError: a row needs an entry the table lacks; the message names the key.
         """
         space = self.space if space is None else space
-        fixed, block = self._tables(space)
+        fixed, block = self.additive_terms(space)
         nb = space.n_blocks
         r = matrix[:, -1]
         per_block = block[r[:, None], np.arange(nb)[None, :], matrix[:, :nb], matrix[:, nb : 2 * nb]]

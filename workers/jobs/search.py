@@ -2,14 +2,17 @@
 
 The work, in order (each stage reports progress and can be cancelled):
 
-1. load the supernet; if ``accuracy`` is an objective, evaluate `predictor_samples` subnets
-   (spread over MACs) on the validation split, cached in the run dir so a reclaimed job
-   resumes, and fit the MLP accuracy predictor on 80% of them (scored on the other 20%);
-2. a latency objective per target from its newest lookup table for the space; a target
-   without one that can be measured here (a built-in local target, on a node advertising
-   ``target:<name>``) gets its table built now;
-3. `nas.search.search` with the request's algorithm, budget and seed;
-4. a BN-recalibrated bundle (ONNX + safetensors + arch.json) of every front member, up to
+1. load the supernet; a latency objective per target from its newest lookup table for the
+   space; a target without one that can be measured here (a built-in local target, on a node
+   advertising ``target:<name>``) gets its table built now;
+2. a constraint on MACs, parameters or a table latency that no subnet of the space can meet
+   (its exact range, `nas.search.feasibility`) ends the job here, with an empty front and the
+   reason;
+3. if ``accuracy`` is an objective, evaluate `predictor_samples` subnets (spread over MACs) on
+   the validation split, cached in the run dir so a reclaimed job resumes, and fit the MLP
+   accuracy predictor on 80% of them (scored on the other 20%);
+4. `nas.search.search` with the request's algorithm, budget and seed;
+5. a BN-recalibrated bundle (ONNX + safetensors + arch.json) of every front member, up to
    `export_limit`, validated on that very file: top-1 on the test split with ONNX Runtime and the
    bundle's own preprocessing, latency measured end to end on targets measurable here (else the
    table's value).
@@ -124,20 +127,25 @@ class SearchJob(JobKind[SearchParams]):
             "macs": CostObjective(space, "macs"),
             "params": CostObjective(space, "params"),
         }
-        predictor_score = None
-        if "accuracy" in params.objectives:
-            objectives["accuracy"], predictor_score = self._accuracy_predictor(params, supernet, ctx)
         tables, built = self._latency_tables(params, inputs["targets"], space, ctx)
         for name, table in tables.items():
             objectives[LATENCY_PREFIX + name] = table
+        constraints: dict[str, Bound] = {
+            k: (v[0], v[1]) if isinstance(v, list) else v for k, v in params.constraints.items()
+        }
+        infeasible = self._proven_infeasible(params, space, objectives, constraints)
+        if infeasible is not None:  # before the predictor, which costs minutes of real evaluations
+            ctx.log(infeasible)
+            return {"n_evaluations": 0, "reason": infeasible, "hypervolume": 0.0, "hypervolume_reference": {},
+                    "predictor": None, "members": [], "built_tables": built}  # fmt: skip
+        predictor_score = None
+        if "accuracy" in params.objectives:
+            objectives["accuracy"], predictor_score = self._accuracy_predictor(params, supernet, ctx)
 
         def progress(event: Any) -> None:
             ctx.progress(stage="search", generation=event.generation, evaluations=event.evaluations,
                          budget=event.budget, front_size=event.front_size, best=event.best)  # fmt: skip
 
-        constraints: dict[str, Bound] = {
-            k: (v[0], v[1]) if isinstance(v, list) else v for k, v in params.constraints.items()
-        }
         try:
             result = search(
                 space, {o: objectives[o] for o in params.objectives}, params.directions, constraints,
@@ -157,6 +165,28 @@ class SearchJob(JobKind[SearchParams]):
             "members": members,
             "built_tables": built,
         }
+
+    @staticmethod
+    def _proven_infeasible(
+        params: SearchParams, space: Any, objectives: dict[str, Any], constraints: dict[str, Any]
+    ) -> str | None:
+        """Why a constraint on a cheap objective (MACs, parameters, a latency table) cannot be met, if it is proven.
+
+        The exact range of these objectives over the space is computed from their per-block terms
+        (`nas.search.feasibility`), so a bound outside it is unreachable whatever the search does.
+        """
+        from nas.search.feasibility import infeasible_reason
+        from nas.search.problem import Problem
+
+        names = [name for name in constraints if name in objectives]
+        if not names:
+            return None
+        problem = Problem.build(
+            space, {n: objectives[n] for n in names}, {n: params.directions.get(n, "min") for n in names},
+            {n: constraints[n] for n in names},
+        )  # fmt: skip
+        reason = infeasible_reason(problem)
+        return None if reason is None else f"{reason}; the search did not run"
 
     @staticmethod
     def _accuracy_predictor(params: SearchParams, supernet: Any, ctx: WorkContext) -> tuple[Any, dict[str, Any]]:
