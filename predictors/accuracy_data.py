@@ -114,14 +114,35 @@ class EvaluationCache:
                 out.setdefault(key, self.space.canonical(arch))
         return list(out.values())
 
+    def merge(self, other: EvaluationCache) -> None:
+        """Add the measurements of `other` that this cache lacks (call `save` to write them).
+
+        Raises:
+            ValueError: `other` holds another split or another supernet's measurements.
+        """
+        if (other.split, other.supernet) != (self.split, self.supernet):
+            raise ValueError(
+                f"cannot merge the cache {other.path} (split {other.split!r}, supernet {other.supernet[:12]}) into "
+                f"{self.path} (split {self.split!r}, supernet {self.supernet[:12]})"
+            )
+        for key, record in other.records.items():
+            self.records.setdefault(key, record)
+
+    def difference(self, other: EvaluationCache) -> EvaluationCache:
+        """The measurements of this cache whose subnets `other` lacks, as a new in-memory cache."""
+        out = EvaluationCache(None, self.space, self.split, self.supernet)
+        out.records = {key: record for key, record in self.records.items() if key not in other.records}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's JSON document."""
+        records = list(self.records.values())
+        return {"version": CACHE_VERSION, "split": self.split, "supernet": self.supernet, "records": records}
+
     def save(self) -> None:
         """Write the file atomically (nothing to do for an in-memory cache)."""
-        if self.path is None:
-            return
-        records = list(self.records.values())
-        write_json(
-            self.path, {"version": CACHE_VERSION, "split": self.split, "supernet": self.supernet, "records": records}
-        )
+        if self.path is not None:
+            write_json(self.path, self.to_dict())
 
     def lookup(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Accuracies of archs that are all cached (KeyError naming the first missing one)."""

@@ -19,7 +19,13 @@ from nas.space import Arch, SearchSpace
 from nas.spaces import get_space
 from nas.train import TrainConfig, TrainRun, train_supernet
 from predictors.accuracy import AccuracyPredictor, list_kinds
-from predictors.accuracy_data import build_dataset, open_cache, sample_spread_over_macs, supernet_fingerprint
+from predictors.accuracy_data import (
+    EvaluationCache,
+    build_dataset,
+    open_cache,
+    sample_spread_over_macs,
+    supernet_fingerprint,
+)
 from predictors.accuracy_ofa import encode_ofa
 
 Dataset = tuple[list[Arch], np.ndarray, Path]
@@ -176,6 +182,24 @@ def test_dataset_cache_refuses_another_supernets_measurements(dataset: Dataset, 
     legacy.write_text(json.dumps(old))
     with pytest.raises(ValueError, match="holds version 1 on split 'val'; expected version 2"):
         open_cache(legacy, run.supernet, "val")
+
+
+def test_caches_merge_without_losing_records_and_refuse_another_supernet() -> None:
+    space = get_space("ofa_mbv3_d234_e346_k357_32px")
+    a, b, c = space.sample(np.random.default_rng(0), 3)
+    mine, theirs = EvaluationCache(None, space, "val", "f1"), EvaluationCache(None, space, "val", "f1")
+    mine.put(a, 0.5)
+    mine.put(b, 0.6)
+    theirs.put(b, 0.9)  # the same subnet measured by both: the record already held is kept
+    theirs.put(c, 0.7)
+    mine.merge(theirs)
+    assert mine.lookup([a, b, c]).tolist() == [0.5, 0.6, 0.7] and len(theirs.records) == 2
+    added = mine.difference(theirs)
+    assert added.path is None and list(added.records) == [space.key(a)] and added.supernet == "f1"
+    assert added.to_dict() == {"version": 2, "split": "val", "supernet": "f1", "records": [added.records[space.key(a)]]}
+    for split, fingerprint in (("test", "f1"), ("val", "f2")):
+        with pytest.raises(ValueError, match="cannot merge"):
+            mine.merge(EvaluationCache(None, space, split, fingerprint))
 
 
 def test_search_with_the_predictor_then_validate_on_the_test_split(dataset: Dataset, run: TrainRun) -> None:

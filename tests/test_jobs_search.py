@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from api.storage import LocalArtifactStore, read_artifact
 from nas.export import load_bundle
 from nas.spaces import get_space
 from predictors.latency import LookupTable, Target, list_targets, register_target
-from workers.jobs import validate_params
+from workers.executors import Executor, InProcessExecutor
+from workers.jobs import JobKind, WorkContext, validate_params
+from workers.jobs.base import EventSink
 from workers.queue import JobQueue
 from workers.runner import Runner
 
@@ -117,6 +120,59 @@ def test_search_job_validates_and_exports_the_front(service: Service, table_job:
         assert bundle is not None
         read_artifact(service.store, bundle)  # verifies the sha256
         assert load_bundle(service.store.path(bundle.key)).meta["arch"] == sub.arch
+
+
+class BesideAnotherWorker(Executor):
+    """Runs the work here, after another worker has run the next queued job to its end.
+
+    Two searches overlap as they do on two workers: this one took its inputs before the other
+    stored its results, and stores its own after.
+    """
+
+    def __init__(self, other: Runner) -> None:
+        self.other = other
+
+    def execute(
+        self, kind: JobKind[Any], params: Any, inputs: dict[str, Any], ctx: WorkContext, on_event: EventSink,
+        stop: threading.Event,
+    ) -> dict[str, Any]:  # fmt: skip
+        done = self.other.run_once()
+        assert done is not None and done.status.value == "SUCCEEDED", done and done.error_message
+        return InProcessExecutor().execute(kind, params, inputs, ctx, on_event, stop)
+
+
+def test_searches_reuse_the_supernets_evaluations_and_concurrent_ones_lose_none(service: Service) -> None:
+    base = {
+        "supernet_id": service.supernet_id,
+        "space": SPACE,
+        "objectives": ["accuracy", "macs"],
+        "directions": {"accuracy": "max", "macs": "min"},
+        "algorithm": "random",
+        "budget": 50,
+        "predictor_samples": 10,
+        "export_limit": 0,
+    }
+    first, second = {**base, "seed": 1}, {**base, "seed": 2}
+    job_1, _ = service.queue.submit("search", validate_params("search", first))
+    job_2, _ = service.queue.submit("search", validate_params("search", second))
+    runner = service.runner
+    racing = Runner(service.queue, service.store, runner.runs_dir, executor=BesideAnotherWorker(runner),
+                    lease_s=60, progress_interval_s=0)  # fmt: skip
+    done_1 = racing.run_once()
+    done_2 = service.queue.get(job_2.id)
+    assert done_1 is not None and done_1.id == job_1.id and done_1.status.value == "SUCCEEDED", done_1
+    results = [done_1.result or {}, done_2.result or {}]
+    for result in results:  # neither saw the other's measurements: both measured all of theirs
+        assert result["predictor"]["evaluated_now"] == 10 and result["evaluation_cache"] is not None
+    for params, before in zip((first, second), results, strict=True):  # both stored theirs: the next measures none
+        again = service.run("search", params)
+        assert again.status.value == "SUCCEEDED", again.error_message
+        predictor = again.result["predictor"]
+        assert predictor["evaluated_now"] == 0 and again.result["evaluation_cache"] is None
+        assert predictor["samples"] == 10 and predictor["held_out"] == before["predictor"]["held_out"]
+        with service.db.reader() as s:
+            stages = {e.data.get("stage") for e in s.scalars(select(JobEvent).where(JobEvent.job_id == again.id))}
+        assert "predictor" not in stages  # no subnet was evaluated for it
 
 
 def test_search_job_ends_before_the_predictor_when_the_table_proves_a_constraint_infeasible(

@@ -9,8 +9,12 @@ The work, in order (each stage reports progress and can be cancelled):
    (its exact range, `nas.search.feasibility`) ends the job here, with an empty front and the
    reason;
 3. if ``accuracy`` is an objective, evaluate `predictor_samples` subnets (spread over MACs) on
-   the validation split, cached in the run dir so a reclaimed job resumes, and fit the MLP
-   accuracy predictor on 80% of them (scored on the other 20%);
+   the validation split, and fit the MLP accuracy predictor on 80% of them (scored on the other
+   20%). Subnets in the supernet's evaluation cache are not evaluated again: each search stores
+   the measurements it added as one artefact under ``supernets/<id>/evaluations/`` and the next
+   search reads the union of them. Appending a file per search instead of rewriting one shared
+   file means two concurrent searches cannot lose each other's records. The job's own
+   measurements are also cached in its run dir, so a reclaimed job resumes;
 4. `nas.search.search` with the request's algorithm, budget and seed;
 5. a BN-recalibrated bundle (ONNX + safetensors + arch.json) of every front member, up to
    `export_limit`, validated on that very file: top-1 on the test split with ONNX Runtime and the
@@ -37,6 +41,14 @@ from workers.queue import Lease
 
 LATENCY_PREFIX = "latency:"
 FIXED_OBJECTIVES = ("accuracy", "macs", "params")
+EVALUATION_CACHE = "evaluation_cache"
+"""The artefact kind of a search's additions to its supernet's evaluation cache."""
+PREDICTOR_SPLIT = "val"
+
+
+def evaluations_prefix(supernet_id: int) -> str:
+    """Where the artefacts of a supernet's evaluation cache are stored (one file per search that added to it)."""
+    return f"supernets/{supernet_id}/evaluations/"
 
 
 def _local_targets(names: list[str]) -> list[str]:
@@ -92,7 +104,7 @@ class SearchJob(JobKind[SearchParams]):
         return {f"target:{name}": 1.0 for name in _local_targets(params.targets)}
 
     def inputs(self, session: Session, lease: Lease, params: SearchParams) -> dict[str, Any]:
-        """The checkpoint, and per target its spec and newest table for the space (or None)."""
+        """The checkpoint, the supernet's evaluation-cache files, and per target its spec and newest table (or None)."""
         tables: dict[str, Any] = {}
         local = _local_targets(params.targets)
         for name in params.targets:
@@ -114,7 +126,17 @@ class SearchJob(JobKind[SearchParams]):
                 "spec": target_spec(target),
                 "file": (artifact.key, artifact.sha256) if artifact is not None else None,
             }
-        return {"checkpoint": checkpoint_inputs(session, lease, params.supernet_id), "targets": tables}
+        evaluations = session.scalars(
+            select(Artifact)
+            .where(Artifact.kind == EVALUATION_CACHE)
+            .where(Artifact.key.startswith(evaluations_prefix(params.supernet_id), autoescape=True))
+            .order_by(Artifact.id)
+        )
+        return {
+            "checkpoint": checkpoint_inputs(session, lease, params.supernet_id),
+            "targets": tables,
+            "evaluations": [(row.key, row.sha256) for row in evaluations],
+        }
 
     def run(self, params: SearchParams, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
         """Predict, search, validate and export (see the module docstring)."""
@@ -133,14 +155,18 @@ class SearchJob(JobKind[SearchParams]):
         constraints: dict[str, Bound] = {
             k: (v[0], v[1]) if isinstance(v, list) else v for k, v in params.constraints.items()
         }
+        outcome: dict[str, Any] = {
+            "n_evaluations": 0, "reason": None, "hypervolume": 0.0, "hypervolume_reference": {}, "predictor": None,
+            "evaluation_cache": None, "members": [], "built_tables": built,
+        }  # fmt: skip
         infeasible = self._proven_infeasible(params, space, objectives, constraints)
         if infeasible is not None:  # before the predictor, which costs minutes of real evaluations
             ctx.log(infeasible)
-            return {"n_evaluations": 0, "reason": infeasible, "hypervolume": 0.0, "hypervolume_reference": {},
-                    "predictor": None, "members": [], "built_tables": built}  # fmt: skip
-        predictor_score = None
+            return {**outcome, "reason": infeasible}
         if "accuracy" in params.objectives:
-            objectives["accuracy"], predictor_score = self._accuracy_predictor(params, supernet, ctx)
+            objectives["accuracy"], outcome["predictor"], outcome["evaluation_cache"] = self._accuracy_predictor(
+                params, supernet, inputs["evaluations"], ctx
+            )
 
         def progress(event: Any) -> None:
             ctx.progress(stage="search", generation=event.generation, evaluations=event.evaluations,
@@ -157,13 +183,12 @@ class SearchJob(JobKind[SearchParams]):
         reference = {n: float(result.values[:, i].min() if d == "max" else result.values[:, i].max())
                      for i, (n, d) in enumerate(zip(result.names, result.problem.directions, strict=True))}  # fmt: skip
         return {
+            **outcome,
             "n_evaluations": result.n_evaluations,
             "reason": result.reason,
             "hypervolume": result.hypervolume(reference) if members else 0.0,
             "hypervolume_reference": reference,
-            "predictor": predictor_score,
             "members": members,
-            "built_tables": built,
         }
 
     @staticmethod
@@ -189,22 +214,55 @@ class SearchJob(JobKind[SearchParams]):
         return None if reason is None else f"{reason}; the search did not run"
 
     @staticmethod
-    def _accuracy_predictor(params: SearchParams, supernet: Any, ctx: WorkContext) -> tuple[Any, dict[str, Any]]:
+    def _accuracy_predictor(
+        params: SearchParams, supernet: Any, cache_files: list[tuple[str, str]], ctx: WorkContext
+    ) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+        """Fit the accuracy predictor on subnets found in the supernet's evaluation cache or measured now.
+
+        Returns:
+            The predictor; its summary (``samples``, the ``held_out`` score, and ``evaluated_now``:
+            how many subnets this job measured because the cache lacked them); and the stored file
+            of those measurements, to be added to the supernet's cache (None when there are none).
+        """
         from predictors.accuracy import AccuracyPredictor
-        from predictors.accuracy_data import build_dataset, sample_spread_over_macs
+        from predictors.accuracy_data import (
+            EvaluationCache,
+            build_dataset,
+            sample_spread_over_macs,
+            supernet_fingerprint,
+        )
 
         space = supernet.space
+        fingerprint = supernet_fingerprint(supernet)
+        folder = ctx.store.fetch_tree(
+            {f"{i}.json": (key, sha) for i, (key, sha) in enumerate(cache_files)}, ctx.run_dir / "supernet_evaluations"
+        )
+        known = EvaluationCache(None, space, PREDICTOR_SPLIT, fingerprint)  # the union of earlier searches' files
+        for i in range(len(cache_files)):
+            known.merge(EvaluationCache(folder / f"{i}.json", space, PREDICTOR_SPLIT, fingerprint))
+        cache = EvaluationCache(ctx.run_dir / "accuracy_val.json", space, PREDICTOR_SPLIT, fingerprint)
+        cache.merge(known)
         archs = sample_spread_over_macs(space, params.predictor_samples, rng=params.seed)
 
         def progress(done: int, total: int) -> None:
             ctx.progress(stage="predictor", done=done, total=total)
 
-        archs, acc = build_dataset(supernet, archs, cache=ctx.run_dir / "accuracy_val.json", progress=progress)
+        archs, acc = build_dataset(supernet, archs, cache=cache, split=PREDICTOR_SPLIT, progress=progress)
+        measured = cache.difference(known)
+        stored = None
+        if measured.records:
+            key = f"{evaluations_prefix(params.supernet_id)}job-{ctx.job_id}.json"
+            stored = asdict(ctx.store.put(key, json.dumps(measured.to_dict()).encode()))
         split = max(1, len(archs) * 4 // 5)
         predictor = AccuracyPredictor(space, "mlp", seed=params.seed).fit(archs[:split], acc[:split])
         score = predictor.evaluate(archs[split:], acc[split:]) if len(archs) - split > 1 else None
-        ctx.log(f"accuracy predictor fitted on {split} subnets" + (f": {score}" if score else ""))
-        return predictor, {"samples": len(archs), "held_out": asdict(score) if score else None}
+        ctx.log(
+            f"accuracy predictor fitted on {split} subnets, {len(measured.records)} of {len(archs)} evaluated now"
+            + (f": {score}" if score else "")
+        )
+        summary = {"samples": len(archs), "held_out": asdict(score) if score else None,
+                   "evaluated_now": len(measured.records)}  # fmt: skip
+        return predictor, summary, stored
 
     @staticmethod
     def _latency_tables(
@@ -282,7 +340,7 @@ class SearchJob(JobKind[SearchParams]):
         return members
 
     def persist(self, session: Session, lease: Lease, params: SearchParams, result: dict[str, Any]) -> dict[str, Any]:
-        """Register the front's subnets and bundles, new latency tables, and the search's hypervolume."""
+        """Register the front's subnets and bundles, new tables, the supernet's new evaluations, and the hypervolume."""
         search = session.scalars(select(Search).where(Search.job_id == lease.job_id)).one_or_none()
         if search is None:  # submitted without the API (e.g. from Python)
             search = Search(user_id=lease.user_id, job_id=lease.job_id, supernet_id=params.supernet_id,
@@ -298,6 +356,9 @@ class SearchJob(JobKind[SearchParams]):
                                          job_id=lease.job_id, user_id=lease.user_id)  # fmt: skip
             session.add(LatencyTable(target_id=target.id, space=params.space, kind="lut", artifact_id=artifact.id,
                                      job_id=lease.job_id))  # fmt: skip
+        if result["evaluation_cache"] is not None:
+            register_artifact(session, StoredFile(**result["evaluation_cache"]), kind=EVALUATION_CACHE,
+                              job_id=lease.job_id, user_id=lease.user_id)  # fmt: skip
         ids = []
         for member in result["members"]:
             artifact = register_artifact(session, StoredFile(**member["file"]), kind="bundle", job_id=lease.job_id,
