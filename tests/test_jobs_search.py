@@ -11,11 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.app import create_app
+from api.auth import create_token, create_user
 from api.db import Database, upgrade
 from api.db.models import Artifact, JobEvent, LatencyMeasurement, LatencyTable, Search, Subnet
 from api.db.models import Target as TargetRow
+from api.deps import ServiceContext
+from api.settings import Settings
 from api.storage import LocalArtifactStore, read_artifact
 from nas.export import load_bundle
 from nas.spaces import get_space
@@ -34,22 +39,33 @@ FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "runs": 3, "retries": 0}
 
 
 class Service:
-    """A store, a queue and an in-process runner in a temporary directory."""
+    """A store, a queue, an in-process runner and a user, in a temporary directory."""
 
     def __init__(self, root: Path) -> None:
-        url = f"sqlite:///{root / 'hwnas.db'}"
-        upgrade(url)
-        self.db = Database(url)
+        self.settings = Settings(home=root)
+        upgrade(self.settings.db_url)
+        self.db = Database(self.settings.db_url)
         self.queue = JobQueue(self.db)
-        self.store = LocalArtifactStore(root / "artifacts")
-        self.runner = Runner(self.queue, self.store, root / "runs", lease_s=60, progress_interval_s=0)
+        self.store = LocalArtifactStore(self.settings.artifacts_path)
+        self.runner = Runner(self.queue, self.store, self.settings.runs_path, lease_s=60, progress_interval_s=0)
+        self.user_id = create_user(self.db, "tester").id
+        self.headers = {"Authorization": f"Bearer {create_token(self.db, self.user_id)}"}
         self.supernet_id = 0
 
+    def submit(self, kind: str, params: dict[str, Any]) -> Any:
+        """Queue a job of the user's."""
+        return self.queue.submit(kind, validate_params(kind, params), user_id=self.user_id)[0]
+
     def run(self, kind: str, params: dict[str, Any]) -> Any:
-        job, _ = self.queue.submit(kind, validate_params(kind, params))
+        """Queue a job and run it to its end."""
+        job = self.submit(kind, params)
         done = self.runner.run_once()
         assert done is not None and done.id == job.id
         return done
+
+    def api(self) -> TestClient:
+        """The REST API on this store."""
+        return TestClient(create_app(context=ServiceContext(self.settings, self.db, self.store, self.queue)))
 
 
 @pytest.fixture(scope="module")
@@ -86,24 +102,38 @@ def test_latency_table_job_measures_and_scores_the_table(service: Service, table
     assert row.quality is not None and row.quality["n"] == 4 and 0 <= row.quality["within_10"] <= 1
 
 
-def test_search_job_validates_and_exports_the_front(service: Service, table_job: Any) -> None:
-    params = {
+def accuracy_and_latency(service: Service, **options: Any) -> dict[str, Any]:
+    """Parameters of a search for accurate and fast (cpu-ort) subnets of the module's supernet."""
+    return {
         "supernet_id": service.supernet_id,
         "space": SPACE,
         "objectives": ["accuracy", "latency:cpu-ort"],
         "directions": {"accuracy": "max", "latency:cpu-ort": "min"},
         "targets": ["cpu-ort"],
-        "algorithm": "nsga2",
-        "budget": 300,
-        "predictor_samples": 12,
-        "export_limit": 3,
         "measure": FAST,
+        **options,
     }
+
+
+def progress_events(service: Service, job_id: int) -> list[dict[str, Any]]:
+    """The data of a job's progress events, in order."""
+    with service.db.reader() as s:
+        query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "progress").order_by(JobEvent.seq)
+        return [event.data for event in s.scalars(query)]
+
+
+def test_search_job_validates_and_exports_the_front(service: Service, table_job: Any) -> None:
+    params = accuracy_and_latency(service, algorithm="nsga2", budget=300, predictor_samples=12, export_limit=3)
     job = service.run("search", params)
     assert job.status.value == "SUCCEEDED", job.error_message
     result = job.result
     assert result["n_evaluations"] == 300 and result["reason"] is None and result["hypervolume"] > 0
     assert result["predictor"]["samples"] == 12 and result["built_tables"] == []
+    drift = result["drift"]["cpu-ort"]
+    assert drift["reference"] == result["members"][0]["arch_key"] and drift["threshold"] == 0.15
+    assert drift["reference_before_ms"] > 0 and drift["reference_after_ms"] > 0
+    assert drift["remeasured"] == (abs(drift["first_relative_change"]) > 0.15)
+    assert drift["flagged"] == (abs(drift["relative_change"]) > 0.15)
     with service.db.reader() as s:
         search = s.scalars(select(Search).where(Search.job_id == job.id)).one()
         subnets = s.scalars(select(Subnet).where(Subnet.search_id == search.id)).all()
@@ -153,8 +183,7 @@ def test_searches_reuse_the_supernets_evaluations_and_concurrent_ones_lose_none(
         "export_limit": 0,
     }
     first, second = {**base, "seed": 1}, {**base, "seed": 2}
-    job_1, _ = service.queue.submit("search", validate_params("search", first))
-    job_2, _ = service.queue.submit("search", validate_params("search", second))
+    job_1, job_2 = service.submit("search", first), service.submit("search", second)
     runner = service.runner
     racing = Runner(service.queue, service.store, runner.runs_dir, executor=BesideAnotherWorker(runner),
                     lease_s=60, progress_interval_s=0)  # fmt: skip
@@ -170,35 +199,45 @@ def test_searches_reuse_the_supernets_evaluations_and_concurrent_ones_lose_none(
         predictor = again.result["predictor"]
         assert predictor["evaluated_now"] == 0 and again.result["evaluation_cache"] is None
         assert predictor["samples"] == 10 and predictor["held_out"] == before["predictor"]["held_out"]
-        with service.db.reader() as s:
-            stages = {e.data.get("stage") for e in s.scalars(select(JobEvent).where(JobEvent.job_id == again.id))}
-        assert "predictor" not in stages  # no subnet was evaluated for it
+        assert "predictor" not in {data["stage"] for data in progress_events(service, again.id)}  # none evaluated
+
+
+def test_validation_measures_the_front_again_when_the_reference_subnet_drifts(service: Service, table_job: Any) -> None:
+    strict = {**FAST, "cv_threshold": 0.0}  # no drift tolerated: two real measurements always differ a little
+    params = accuracy_and_latency(
+        service, algorithm="random", budget=100, seed=3, predictor_samples=10, export_limit=3, measure=strict
+    )
+    job = service.run("search", params)
+    assert job.status.value == "SUCCEEDED", job.error_message
+    result = job.result
+    members, drift = result["members"], result["drift"]["cpu-ort"]
+    before, after = drift["reference_before_ms"], drift["reference_after_ms"]
+    assert drift["reference"] == members[0]["arch_key"] and drift["threshold"] == 0.0
+    assert drift["relative_change"] == pytest.approx((after - before) / before) and drift["first_relative_change"] != 0
+    assert drift["remeasured"] and drift["flagged"]  # measured again, and the second pass drifted too
+    measured = [data["done"] for data in progress_events(service, job.id) if data.get("stage") == "measure"]
+    assert measured == list(range(1, len(members) + 1)) * 2  # the whole front, twice
+    assert all(m["sources"]["latency:cpu-ort"] == "measured" and m["validated"]["latency:cpu-ort"] > 0 for m in members)
+    with service.api() as client:
+        front = client.get(f"/v1/searches/{result['search_id']}/pareto", headers=service.headers)
+    assert front.status_code == 200, front.text
+    assert front.json()["measurement_drift"] == {"cpu-ort": drift}
 
 
 def test_search_job_ends_before_the_predictor_when_the_table_proves_a_constraint_infeasible(
     service: Service, table_job: Any
 ) -> None:
-    params = {
-        "supernet_id": service.supernet_id,
-        "space": SPACE,
-        "objectives": ["accuracy", "latency:cpu-ort"],
-        "directions": {"accuracy": "max", "latency:cpu-ort": "min"},
-        "constraints": {"latency:cpu-ort": 1e-6},
-        "targets": ["cpu-ort"],
-        "algorithm": "evolution",
-        "budget": 500,
-        "measure": FAST,
-    }
+    params = accuracy_and_latency(service, constraints={"latency:cpu-ort": 1e-6}, algorithm="evolution", budget=500)
     job = service.run("search", params)
     assert job.status.value == "SUCCEEDED", job.error_message
     result = job.result
     assert result["members"] == [] and result["n_evaluations"] == 0 and result["predictor"] is None
     with service.db.reader() as s:
-        stages = {e.data.get("stage") for e in s.scalars(select(JobEvent).where(JobEvent.job_id == job.id))}
         table_row = s.scalars(select(LatencyTable).where(LatencyTable.job_id == table_job.id)).one()
         table_file = s.get(Artifact, table_row.artifact_id)
     assert table_file is not None
     table = LookupTable.from_dict(json.loads(read_artifact(service.store, table_file)))
+    stages = {data["stage"] for data in progress_events(service, job.id)}
     assert "predictor" not in stages and "search" not in stages  # no subnet was evaluated, none searched
     found = re.fullmatch(
         r"no subnet can meet latency:cpu-ort <= 1e-06: the smallest latency:cpu-ort in the space is (\S+); "

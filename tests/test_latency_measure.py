@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -16,6 +17,7 @@ from predictors.latency import (
     Target,
     get_target,
     list_targets,
+    measure_batch,
     measure_onnx,
     register_target,
     validate_latencies,
@@ -135,6 +137,25 @@ def test_noisy_measurement_is_retried_and_flagged(small_model: bytes) -> None:
         small_model, get_target("cpu-ort"), MeasureSettings(warmup_runs=1, runs=5, cv_threshold=0.0, retries=2)
     )
     assert m.noisy and m.attempts == 3
+
+
+def test_a_batch_is_measured_again_only_when_its_reference_drifts(small_model: bytes) -> None:
+    space = get_space(SMALL)
+    models = [small_model, subnet_onnx(space, space.max_arch(28))]
+    done: list[int] = []
+    tolerant = dataclasses.replace(FAST, cv_threshold=100.0)  # 10,000%: no real drift is that large
+    measured, drift = measure_batch(models, get_target("cpu-ort"), tolerant, lambda i, _n: done.append(i))
+    assert [m.target for m in measured] == ["cpu-ort"] * 2 and measured[0].median_ms < measured[1].median_ms
+    assert not drift.remeasured and not drift.flagged and done == [1, 2]
+    assert drift.first_relative_change == drift.relative_change
+    done.clear()
+    strict = dataclasses.replace(FAST, cv_threshold=0.0)  # any difference between two real medians is drift
+    measured, drift = measure_batch(models, get_target("cpu-ort"), strict, lambda i, _n: done.append(i))
+    assert drift.remeasured and drift.flagged and done == [1, 2, 1, 2] and len(measured) == 2
+    before, after = drift.reference_before_ms, drift.reference_after_ms
+    assert drift.to_dict()["relative_change"] == pytest.approx((after - before) / before)
+    with pytest.raises(ValueError, match="at least one model"):
+        measure_batch([], get_target("cpu-ort"), FAST)
 
 
 def test_measure_rejects_non_ort_targets(small_model: bytes) -> None:

@@ -26,6 +26,8 @@ MEDIA = {"json": "application/json", "csv": "text/csv"}
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=ERROR_RESPONSES)
 EMPTY_REASON = Job.result["reason"].as_string()
 """The search job's explanation of an empty front, read in SQL (the whole result holds every member)."""
+DRIFT = Job.result["drift"]
+"""The search job's per-target drift of its latency measurements, read in SQL."""
 
 
 def _out(search: Search, status: JobStatus | None, empty_reason: str | None) -> SearchOut:
@@ -129,9 +131,10 @@ def _render_front(ctx: ServiceContext, search_id: int, fmt: str) -> RenderedFron
                         validated=r.validated, pareto_rank=r.pareto_rank)
             for r in s.scalars(query)
         ]  # fmt: skip
+        drift = s.scalar(select(DRIFT).where(Job.id == search.job_id)) if search.job_id is not None else None
     front = ParetoOut(
         search_id=search.id, status=status, objectives=search.objectives, directions=search.directions, points=points,
-        empty_reason=empty_reason,
+        empty_reason=empty_reason, measurement_drift=drift or None,
     )  # fmt: skip
     rendered = RenderedFront(search.user_id, _csv(front).encode() if fmt == "csv" else front.model_dump_json().encode())
     if status is not None and status.terminal:

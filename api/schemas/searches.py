@@ -100,6 +100,19 @@ class ParetoPoint(BaseModel):
     pareto_rank: int | None = None
 
 
+class MeasurementDrift(BaseModel):
+    """How far a reference subnet's measured latency moved while the front was measured on a target."""
+
+    reference: str = Field(description="arch_key of the reference subnet (the first front member)")
+    reference_before_ms: float = Field(description="its median latency before the front's measurements")
+    reference_after_ms: float = Field(description="and after them")
+    relative_change: float = Field(description="(after - before) / before")
+    threshold: float = Field(description="the largest |relative_change| accepted (the measure settings' cv_threshold)")
+    flagged: bool = Field(description="the kept measurements drifted beyond the threshold: treat them with care")
+    remeasured: bool = Field(description="a first pass drifted beyond the threshold, so the front was measured again")
+    first_relative_change: float = Field(description="the first pass's relative change")
+
+
 class ParetoOut(BaseModel):
     """A search's Pareto front, as stored when the search finished (empty before)."""
 
@@ -109,3 +122,6 @@ class ParetoOut(BaseModel):
     directions: dict[str, str]
     points: list[ParetoPoint]
     empty_reason: str | None = Field(None, description=EMPTY_REASON_DOC, examples=[EMPTY_REASON_EXAMPLE])
+    measurement_drift: dict[str, MeasurementDrift] | None = Field(
+        None, description="per target whose latencies were measured end to end: the drift seen while measuring"
+    )

@@ -8,6 +8,7 @@
 Importing this package loads neither torch nor onnxruntime; measuring and building tables do.
 """
 
+from predictors.latency.drift import Drift, measure_batch
 from predictors.latency.learned import LatencyMetrics, LearnedLatencyPredictor, latency_metrics
 from predictors.latency.lut import LookupTable
 from predictors.latency.measure import (
@@ -21,6 +22,7 @@ from predictors.latency.measure import (
 from predictors.latency.targets import Target, get_target, list_targets, register_target
 
 __all__ = [
+    "Drift",
     "LatencyMetrics",
     "LearnedLatencyPredictor",
     "LookupTable",
@@ -31,6 +33,7 @@ __all__ = [
     "get_target",
     "latency_metrics",
     "list_targets",
+    "measure_batch",
     "measure_onnx",
     "register_target",
     "validate_latencies",

@@ -19,7 +19,9 @@ The work, in order (each stage reports progress and can be cancelled):
 5. a BN-recalibrated bundle (ONNX + safetensors + arch.json) of every front member, up to
    `export_limit`, validated on that very file: top-1 on the test split with ONNX Runtime and the
    bundle's own preprocessing, latency measured end to end on targets measurable here (else the
-   table's value).
+   table's value). The measurements on a target are bracketed by two of a reference subnet (the
+   first member); when those disagree beyond the measure settings' ``cv_threshold`` the front is
+   measured again, and the result's ``drift`` says so per target.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ class SearchJob(JobKind[SearchParams]):
         }
         outcome: dict[str, Any] = {
             "n_evaluations": 0, "reason": None, "hypervolume": 0.0, "hypervolume_reference": {}, "predictor": None,
-            "evaluation_cache": None, "members": [], "built_tables": built,
+            "evaluation_cache": None, "members": [], "built_tables": built, "drift": {},
         }  # fmt: skip
         infeasible = self._proven_infeasible(params, space, objectives, constraints)
         if infeasible is not None:  # before the predictor, which costs minutes of real evaluations
@@ -179,7 +181,7 @@ class SearchJob(JobKind[SearchParams]):
             )  # fmt: skip
         except KeyError as error:  # a table without an entry the space needs
             raise JobError("latency_model_mismatch", str(error.args[0])) from None
-        members = self._validate_and_export(params, result, supernet, inputs["targets"], tables, ctx)
+        members, outcome["drift"] = self._validate_and_export(params, result, supernet, inputs["targets"], tables, ctx)
         reference = {n: float(result.values[:, i].min() if d == "max" else result.values[:, i].max())
                      for i, (n, d) in enumerate(zip(result.names, result.problem.directions, strict=True))}  # fmt: skip
         return {
@@ -294,12 +296,18 @@ class SearchJob(JobKind[SearchParams]):
     def _validate_and_export(
         params: SearchParams, result: Any, supernet: Any, targets: dict[str, Any], tables: dict[str, Any],
         ctx: WorkContext,
-    ) -> list[dict[str, Any]]:  # fmt: skip
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:  # fmt: skip
+        """The front's members, exported and validated, and per local target the drift of its latency measurements.
+
+        Every member's bundle is exported and scored first; then, per local target, the members'
+        ONNX files are measured as one batch between two measurements of the first member (the
+        reference), and measured again when the reference drifted (`predictors.latency.drift`).
+        """
         from nas.bundle_eval import score_bundle
         from nas.export import ONNX_FILE, export_bundle, read_bundle_files
         from nas.train import BNCalibration
         from nas.train.evaluate import data_for
-        from predictors.latency import MeasureSettings, Target, measure_onnx
+        from predictors.latency import MeasureSettings, Target, measure_batch
 
         space = supernet.space
         front = result.pareto
@@ -311,7 +319,7 @@ class SearchJob(JobKind[SearchParams]):
         test = data_for(supernet)[1]["test"]
         local = set(_local_targets(params.targets))
         meta = supernet.metadata
-        members = []
+        members, paths = [], []
         for i, (arch, predicted) in enumerate(front):
             ctx.progress(stage="validate", done=i, total=len(front))
             path = export_bundle(
@@ -324,20 +332,33 @@ class SearchJob(JobKind[SearchParams]):
                 validated["accuracy"] = score_bundle(path, test.images, test.labels).top1
                 sources["accuracy"] = "bundle_onnx_test"
             for name, table in tables.items():
-                objective = LATENCY_PREFIX + name
-                if name in local:
-                    onnx = read_bundle_files(path)[1][ONNX_FILE]
-                    target = Target.from_dict(targets[name]["spec"])
-                    settings = MeasureSettings.from_dict(params.measure)
-                    validated[objective] = measure_onnx(onnx, target, settings).median_ms
-                    sources[objective] = "measured"
-                else:
-                    validated[objective] = float(table.predict([arch])[0])
-                    sources[objective] = "table"
+                if name not in local:
+                    validated[LATENCY_PREFIX + name] = float(table.predict([arch])[0])
+                    sources[LATENCY_PREFIX + name] = "table"
             stored = ctx.store.put(f"jobs/{ctx.job_id}/subnets/{space.key(arch)}.zip", path)
             members.append({"arch": arch, "arch_key": space.key(arch), "predicted": predicted,
                             "validated": validated, "sources": sources, "file": asdict(stored)})  # fmt: skip
-        return members
+            paths.append(path)
+        drift: dict[str, dict[str, Any]] = {}
+        measurable = [name for name in tables if name in local] if members else []
+        onnx = [path.with_suffix(".onnx") for path in paths] if measurable else []
+        for path, model in zip(paths, onnx, strict=True):
+            model.write_bytes(read_bundle_files(path)[1][ONNX_FILE])
+        for name in measurable:
+
+            def progress(done: int, total: int, name: str = name) -> None:
+                ctx.progress(stage="measure", target=name, done=done, total=total)
+
+            target = Target.from_dict(targets[name]["spec"])
+            measured, check = measure_batch(onnx, target, MeasureSettings.from_dict(params.measure), progress)
+            for member, measurement in zip(members, measured, strict=True):
+                member["validated"][LATENCY_PREFIX + name] = measurement.median_ms
+                member["sources"][LATENCY_PREFIX + name] = "measured"
+            drift[name] = {"reference": members[0]["arch_key"], **check.to_dict()}
+            if check.remeasured:
+                ctx.log(f"target {name!r}: the reference subnet's latency drifted during validation: {drift[name]}",
+                        "warning")  # fmt: skip
+        return members, drift
 
     def persist(self, session: Session, lease: Lease, params: SearchParams, result: dict[str, Any]) -> dict[str, Any]:
         """Register the front's subnets and bundles, new tables, the supernet's new evaluations, and the hypervolume."""
