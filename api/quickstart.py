@@ -11,21 +11,24 @@ API routes call and run to their end:
    exported as a bundle.
 
 The front is read back from SQL, the most accurate member's bundle is written to
-``<out>/best_subnet`` and the front is drawn to ``<out>/pareto.png``.
+``<out>/best_subnet``, the front is drawn to ``<out>/pareto.png`` and written, with the
+predictors' quality and the time of each phase, to ``<out>/front.json``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from api.settings import Settings
+from predictors.jsonfile import write_json
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 TARGET = "cpu-ort"
@@ -49,6 +52,8 @@ class QuickstartResult:
         home: the local service state (database, artefacts, run dirs) for `hwnas serve --home`.
         table_quality: how well the latency table predicted end-to-end measurements.
         predictor: the accuracy predictor's held-out score.
+        agreement: how the validated front behaves (`front_agreement`).
+        phases: seconds spent per phase, in order (the search job's stages under ``search: <stage>``).
     """
 
     front: list[dict[str, Any]]
@@ -57,10 +62,40 @@ class QuickstartResult:
     home: Path
     table_quality: dict[str, Any] | None
     predictor: dict[str, Any] | None
+    agreement: dict[str, float | int | None]
+    phases: dict[str, float]
 
 
-def _run_job(runner: Any, queue: Any, job_id: int, on_event: EventCallback) -> dict[str, Any]:
-    """Run the queued job `job_id` in a thread, forwarding its progress events; returns its result."""
+def front_agreement(front: list[dict[str, Any]], accuracy: str = "accuracy", latency: str = LATENCY) -> dict[str, Any]:
+    """What a user judges a front by: does validated accuracy rise with measured latency, and was it predicted?
+
+    Returns:
+        ``n`` (members with both values), ``spearman_rho`` of validated accuracy against validated
+        latency (None below 3 members or with a constant column), ``mean_abs_error`` of predicted
+        against validated accuracy, and ``best_accuracy`` (the highest validated accuracy).
+    """
+    from scipy.stats import spearmanr
+
+    rows = [p for p in front if accuracy in p["validated"] and latency in p["validated"]]
+    acc = [float(p["validated"][accuracy]) for p in rows]
+    lat = [float(p["validated"][latency]) for p in rows]
+    rho = float(spearmanr(lat, acc).statistic) if len(rows) >= 3 and len(set(acc)) > 1 else None
+    errors = [abs(float(p["predicted"][accuracy]) - float(p["validated"][accuracy])) for p in rows]
+    return {
+        "n": len(rows),
+        "spearman_rho": rho,
+        "mean_abs_error": sum(errors) / len(errors) if errors else None,
+        "best_accuracy": max(acc) if acc else None,
+    }
+
+
+def _run_job(runner: Any, queue: Any, job_id: int, on_event: EventCallback) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run the queued job `job_id` in a thread, forwarding its progress events.
+
+    Returns:
+        The job's result, and the seconds from each progress stage's first event to the next one's
+        (the last to the job's end).
+    """
     from api.db.models import JobStatus
 
     done = threading.Event()
@@ -77,12 +112,15 @@ def _run_job(runner: Any, queue: Any, job_id: int, on_event: EventCallback) -> d
     thread = threading.Thread(target=work, name=f"quickstart-job-{job_id}", daemon=True)
     thread.start()
     seen = 0
+    started: dict[str, float] = {}
     while True:
         finished = done.wait(0.25)
         for event in queue.events(job_id, after=seen):
             seen = event.seq
             if event.type == "progress":
-                on_event(str(event.data.get("stage", "train")), dict(event.data))
+                stage = str(event.data.get("stage", "train"))
+                started.setdefault(stage, time.monotonic())
+                on_event(stage, dict(event.data))
         if finished:
             break
     thread.join()
@@ -91,7 +129,9 @@ def _run_job(runner: Any, queue: Any, job_id: int, on_event: EventCallback) -> d
     job = queue.get(job_id)
     if job.status != JobStatus.SUCCEEDED:
         raise QuickstartError(f"{job.kind} job {job_id} ended {job.status}: {job.error_code}: {job.error_message}")
-    return dict(job.result or {})
+    ends = [*list(started.values())[1:], time.monotonic()]
+    stages = {stage: end - start for (stage, start), end in zip(started.items(), ends, strict=True)}
+    return dict(job.result or {}), stages
 
 
 def run_quickstart(
@@ -143,17 +183,25 @@ def run_quickstart(
     config = {"space": SPACE, "dataset": "demo", "strategy": "sandwich", "epochs": epochs, "batch_size": 32,
               "seed": seed}  # fmt: skip
     train_params = validate_params("train_supernet", {"name": "quickstart", "config": config})
+    phases: dict[str, float] = {}
+    start = time.monotonic()
     train_job, _ = jobs.submit(ctx, user, "train_supernet", train_params, None)
-    supernet_id = int(_run_job(runner, queue, train_job.id, emit)["supernet_id"])
+    supernet_id = int(_run_job(runner, queue, train_job.id, emit)[0]["supernet_id"])
+    phases["train the supernet"] = time.monotonic() - start
 
+    start = time.monotonic()
     table_params = validate_params("build_latency_table", {"target": TARGET, "space": SPACE, "samples": 20})
     table_job, _ = jobs.submit(ctx, user, "build_latency_table", table_params, None)
-    table_quality = _run_job(runner, queue, table_job.id, emit).get("quality")
+    table_quality = _run_job(runner, queue, table_job.id, emit)[0].get("quality")
+    phases["measure the latency table"] = time.monotonic() - start
 
+    start = time.monotonic()
     request = SearchCreate(supernet_id=supernet_id, objectives=["accuracy", LATENCY], targets=[TARGET],
                            algorithm="nsga2", budget=budget, seed=seed)  # fmt: skip
     search, search_job, _ = searches.create_search(ctx, user, request, None)
-    search_result = _run_job(runner, queue, search_job.id, emit)
+    search_result, stages = _run_job(runner, queue, search_job.id, emit)
+    phases["search"] = time.monotonic() - start
+    phases.update({f"search: {stage}": seconds for stage, seconds in stages.items()})
 
     with db.reader() as s:
         rows = s.scalars(select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0)).all()
@@ -165,10 +213,14 @@ def run_quickstart(
     front.sort(key=lambda p: _value(p, LATENCY))
     best = max(front, key=lambda p: _value(p, "accuracy"))
     best_bundle = _write_bundle(ctx, best["bundle"], out / "best_subnet")
-    plot = _plot(front, out / "pareto.png")
+    plot = _plot(front, out / "pareto.png", best["arch_key"])
     for point in front:
         del point["bundle"]
-    return QuickstartResult(front, best_bundle, plot, settings.home_dir, table_quality, search_result.get("predictor"))
+    result = QuickstartResult(front, best_bundle, plot, settings.home_dir, table_quality,
+                              search_result.get("predictor"), front_agreement(front), phases)  # fmt: skip
+    doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+    write_json(out / "front.json", {**doc, "best": best["arch_key"]}, indent=1)
+    return result
 
 
 def _value(point: dict[str, Any], name: str) -> float:
@@ -193,8 +245,9 @@ def _write_bundle(ctx: Any, artifact_id: int, directory: Path) -> Path:
     return directory
 
 
-def _plot(front: list[dict[str, Any]], path: Path) -> Path:
-    """The front drawn as accuracy against latency, predicted and validated."""
+def _plot(front: list[dict[str, Any]], path: Path, best: str) -> Path:
+    """The front drawn as accuracy against latency, predicted and validated, the exported best marked."""
     from api.plot import plot_pareto
 
-    return plot_pareto(front, LATENCY, "accuracy", path, title="hwnas quickstart: Pareto front on cpu-ort")
+    title = "hwnas quickstart: Pareto front on cpu-ort (this machine, 1 thread)"
+    return plot_pareto(front, LATENCY, "accuracy", path, title=title, highlight=best)

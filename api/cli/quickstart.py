@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from api.cli.common import console
+from api.cli.common import console, duration
+
+
+def quality_lines(result: Any) -> list[str]:
+    """The figures that say whether to trust the front: predictors' quality, the front's shape, time per phase."""
+    lines = []
+    score = (result.predictor or {}).get("held_out")
+    if score:
+        fitted = result.predictor["samples"] - score["n"]
+        lines.append(
+            f"accuracy predictor: Kendall tau {score['kendall_tau']:.2f}, RMSE {100 * score['rmse']:.2f} points "
+            f"on {score['n']} held-out subnets evaluated for real (fitted on {fitted})"
+        )
+    table = result.table_quality
+    if table:
+        lines.append(
+            f"latency table (cpu-ort) against {table['n']} subnets measured end to end: "
+            f"{100 * table['within_10']:.0f}% within ±10%, MAPE {table['mape']:.1f}%, "
+            f"Kendall tau {table['kendall_tau']:.2f}"
+        )
+    a = result.agreement
+    if a["n"]:
+        rho = "n/a" if a["spearman_rho"] is None else f"{a['spearman_rho']:.2f}"
+        lines.append(
+            f"validated front ({a['n']} subnets, accuracy on each exported bundle): Spearman rho of accuracy vs "
+            f"measured latency {rho}; mean |predicted - validated| accuracy {100 * a['mean_abs_error']:.2f} points; "
+            f"best {a['best_accuracy']:.4f}"
+        )
+    total = sum(v for k, v in result.phases.items() if not k.startswith("search: "))
+    phases = ", ".join(f"{k} {duration(v)}" for k, v in result.phases.items())
+    lines.append(f"time: {phases}; total {duration(total)}")
+    return lines
 
 
 def quickstart(
@@ -27,6 +58,8 @@ def quickstart(
         bars.finish()
     objectives = sorted({k for p in result.front for kind in ("predicted", "validated") for k in p.get(kind) or {}})
     console.print(front_table(result.front, objectives, f"Pareto front ({len(result.front)} subnets)"))
+    for line in quality_lines(result):
+        console.print(line, highlight=False)
     console.print(f"best subnet's bundle: {result.best_bundle}")
     if result.plot:
         console.print(f"Pareto plot: {result.plot}")

@@ -115,7 +115,7 @@ class BuildLatencyTableJob(JobKind[LatencyTableParams]):
         archs = [a for a in archs if a["r"] in table.resolutions]
         measured = []
         for i, arch in enumerate(archs):
-            ctx.progress(stage="validate", done=i, total=len(archs))
+            ctx.progress(stage="end_to_end", done=i, total=len(archs))
             measured.append(measure_onnx(subnet_onnx(space, arch), target, settings).median_ms)
         quality = asdict(latency_metrics(table.predict(archs), measured)) if len(archs) > 1 else None
         stored = ctx.store.put(TABLE_KEY.format(job_id=ctx.job_id), json.dumps(table.to_dict()).encode())

@@ -1,0 +1,126 @@
+"""README command 1 as a newcomer runs it: ``hwnas quickstart``, timed, and the front it shows judged.
+
+Runs the command in a fresh output folder (the install is excluded), then reads ``front.json`` and
+re-scores the written ``best_subnet`` bundle independently (ONNX Runtime on the demo test split,
+as `nas.bundle_eval` does for every front member) and checks issue 20's bars:
+
+- the whole command in <= 10 min on a 2-core host (the ISA is named; ``--avx2`` makes torch and
+  oneDNN dispatch to AVX2 kernels on an AVX-512 host, to approximate an AVX2 machine);
+- the most accurate subnet >= 0.97 validated top-1;
+- validated accuracy rises with measured latency along the front (Spearman rho >= 0.6);
+- mean |predicted - validated accuracy| <= 0.01.
+
+    python -m bench.quickstart [--avx2] [--out runs/bench_quickstart]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.report import record
+
+BARS = {"seconds": 600.0, "best_accuracy": 0.97, "spearman_rho": 0.6, "mean_abs_error": 0.01}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_quickstart"))
+    parser.add_argument("--avx2", action="store_true", help="dispatch torch/oneDNN kernels to AVX2 (emulate a host)")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    env = dict(os.environ)
+    if args.avx2:
+        env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+    hwnas = Path(sys.executable).parent / "hwnas"
+    command = [str(hwnas), "quickstart", "--out", str(args.out)]
+    start = time.monotonic()
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - start
+    (args.out / "quickstart.log").parent.mkdir(parents=True, exist_ok=True)
+    (args.out / "quickstart.log").write_text(completed.stdout + completed.stderr)
+    if completed.returncode != 0:
+        sys.exit(f"hwnas quickstart failed ({completed.returncode}); see {args.out / 'quickstart.log'}")
+
+    doc = json.loads((args.out / "front.json").read_text())
+    agreement = doc["agreement"]
+    best = max(doc["front"], key=lambda p: p["validated"]["accuracy"])
+    rescored = _rescore(args.out / "best_subnet")
+    isa = _isa(env)
+    figures = {
+        "seconds": seconds,
+        "best_accuracy": agreement["best_accuracy"],
+        "spearman_rho": agreement["spearman_rho"],
+        "mean_abs_error": agreement["mean_abs_error"],
+    }
+    met = {
+        "seconds": seconds <= BARS["seconds"],
+        "best_accuracy": (agreement["best_accuracy"] or 0) >= BARS["best_accuracy"],
+        "spearman_rho": (agreement["spearman_rho"] or -1) >= BARS["spearman_rho"],
+        "mean_abs_error": (agreement["mean_abs_error"] or 1) <= BARS["mean_abs_error"],
+    }
+    phases = ", ".join(f"{k} {v:.0f} s" for k, v in doc["phases"].items())
+    lines = [
+        f"- kernels: {isa}" + (" (forced with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)" if args.avx2 else ""),
+        "",
+        "| figure | measured | bar | met |",
+        "|---|---|---|---|",
+        f"| whole command (`hwnas quickstart`) | {seconds / 60:.1f} min | <= 10 min | {_yes(met['seconds'])} |",
+        f"| most accurate front member, validated top-1 on its bundle | {figures['best_accuracy']:.4f} | >= 0.97 "
+        f"| {_yes(met['best_accuracy'])} |",
+        f"| Spearman rho, validated accuracy vs measured latency ({agreement['n']} members) "
+        f"| {_fmt(figures['spearman_rho'])} | >= 0.6 | {_yes(met['spearman_rho'])} |",
+        f"| mean abs(predicted - validated accuracy) | {_fmt(figures['mean_abs_error'], 4)} | <= 0.01 "
+        f"| {_yes(met['mean_abs_error'])} |",
+        "",
+        f"- phases: {phases}",
+        f"- best subnet {best['arch_key']}: shown {best['validated']['accuracy']:.4f}, its written bundle re-scored "
+        f"{rescored:.4f} (ONNX Runtime, demo test split)",
+        f"- accuracy predictor on held-out subnets: {json.dumps((doc['predictor'] or {}).get('held_out'))}",
+        f"- latency table vs end to end: {json.dumps(doc['table_quality'])}",
+        "",
+        "| latency (ms, measured) | accuracy (validated) | predicted accuracy | px |",
+        "|---|---|---|---|",
+        *(
+            f"| {p['validated']['latency:cpu-ort']:.3f} | {p['validated']['accuracy']:.4f} "
+            f"| {p['predicted']['accuracy']:.4f} | {p['arch']['r']} |"
+            for p in sorted(doc["front"], key=lambda p: p["validated"]["latency:cpu-ort"])
+        ),
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_record:
+        record("bench.quickstart", body)
+
+
+def _rescore(bundle: Path) -> float:
+    from nas.bundle_eval import score_bundle
+    from nas.data import load_dataset
+
+    data = load_dataset("demo")
+    return score_bundle(bundle, data.test_images, data.test_labels).top1
+
+
+def _isa(env: dict[str, str]) -> str:
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+if __name__ == "__main__":
+    main()
