@@ -98,7 +98,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_record:
-        record("bench.quickstart", body)
+        record("bench.quickstart", body, part="avx2-emulated" if args.avx2 else None)
 
 
 def _rescore(bundle: Path) -> float:

@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 from api.cli import main
+from nas.bundle_eval import score_bundle
+from nas.data import load_dataset
 from nas.export import load_bundle
 from nas.spaces import list_spaces
 from nas.supernet import build_supernet
@@ -25,9 +27,14 @@ def test_quickstart_exports_loadable_bundles(tmp_path: Path, capsys: pytest.Capt
     assert main(["quickstart", "--out", str(tmp_path), "--epochs", "1", "--budget", "200"]) == 0
     out = capsys.readouterr().out
     assert "Pareto front" in out and "best subnet's bundle" in out
+    assert "accuracy predictor: Kendall tau" in out and "latency table (cpu-ort)" in out and "time: train" in out
     best = load_bundle(tmp_path / "best_subnet")
-    assert best.meta["space"] == "ofa_mbv3_d234_e346_k357_32px"
+    assert best.meta["space"] == "ofa_mbv3_d234_e346_k357_demo"
     assert (tmp_path / "pareto.png").stat().st_size > 0
+    doc = json.loads((tmp_path / "front.json").read_text())
+    shown = next(p for p in doc["front"] if p["arch_key"] == doc["best"])["validated"]["accuracy"]
+    data = load_dataset("demo")
+    assert score_bundle(tmp_path / "best_subnet", data.test_images, data.test_labels).top1 == shown
 
 
 def test_export_from_checkpoint(tmp_path: Path) -> None:

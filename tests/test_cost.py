@@ -83,7 +83,9 @@ def test_reference_mixed_arch(name: str, resolution: int, mmacs: float, n_params
 
 
 def small_space(name: str) -> SearchSpace:
-    return get_space(name, resolutions=[24, 32]) if name == PX32 else get_space(name, resolutions=[128, 176])
+    """Two resolutions of a preset: its smallest and largest for the small-input ones, two ImageNet ones else."""
+    resolutions = get_space(name).resolutions
+    return get_space(name, resolutions=[128, 176] if resolutions[-1] >= 176 else [resolutions[0], resolutions[-1]])
 
 
 def sample_archs(space: SearchSpace, seed: int) -> list[dict[str, Any]]:

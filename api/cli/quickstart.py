@@ -43,7 +43,7 @@ def quality_lines(result: Any) -> list[str]:
 
 def quickstart(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("hwnas-out"),
-    epochs: Annotated[int, typer.Option(help="supernet training epochs")] = 6,
+    epochs: Annotated[int, typer.Option(help="supernet training epochs")] = 40,
     budget: Annotated[int, typer.Option(help="search evaluations (on the predictors)")] = 2000,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
@@ -63,7 +63,8 @@ def quickstart(
     console.print(f"best subnet's bundle: {result.best_bundle}")
     if result.plot:
         console.print(f"Pareto plot: {result.plot}")
-    console.print(f"service state: {result.home} (serve it with: hwnas serve --home {result.home})")
+    console.print(f"service state: {result.home} (serve it with: hwnas serve --home {result.home}; an API token "
+                  f"for its user quickstart: hwnas admin create-token quickstart --home {result.home})")  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,11 @@ EXPAND_RATIOS = (3, 4, 6)
 DEPTHS = (2, 3, 4)
 STAGE_ACTS = ("relu", "relu", "h_swish", "h_swish", "h_swish")
 STAGE_SE = (False, True, False, True, True)
+SMALL_INPUT_WIDTHS = (16, 16, 16, 24, 40, 48, 64, 384, 512)
+"""stem, block 0, stages 1-5, final expand, feature mix of the 32 px preset."""
+DEMO_SPACE = "ofa_mbv3_d234_e346_k357_demo"
+DEMO_WIDTHS = (8, 8, 8, 8, 16, 16, 16, 64, 128)
+DEMO_RESOLUTIONS = (12, 16, 20, 24)
 
 
 def ofa_backbone(width_mult: float) -> MBV3Backbone:
@@ -68,6 +73,41 @@ def ofa_mbv3_w12() -> SearchSpace:
     return _ofa_space("ofa_mbv3_d234_e346_k357_w1.2", 1.2)
 
 
+def small_input_backbone(widths: tuple[int, ...] = SMALL_INPUT_WIDTHS) -> MBV3Backbone:
+    """The skeleton of the small-input presets: OFA's stages, fewer down-samplings (1 channel, 10 classes).
+
+    Args:
+        widths: stem, block 0, the five stages, final expand and feature mix (`SMALL_INPUT_WIDTHS`).
+    """
+    return MBV3Backbone(
+        stem_width=widths[0],
+        stem_stride=2,
+        block0_width=widths[1],
+        stage_widths=widths[2:7],
+        stage_strides=(1, 2, 2, 1, 2),
+        stage_acts=STAGE_ACTS,
+        stage_se=STAGE_SE,
+        final_expand_width=widths[7],
+        feature_mix_width=widths[8],
+        kernel_sizes=KERNEL_SIZES,
+        expand_ratios=EXPAND_RATIOS,
+        depths=DEPTHS,
+        in_channels=1,
+        num_classes=10,
+    )
+
+
+def _small_input_space(name: str, backbone: MBV3Backbone, resolutions: tuple[int, ...]) -> SearchSpace:
+    return SearchSpace(
+        name=name,
+        backbone=backbone,
+        kernel_sizes=KERNEL_SIZES,
+        expand_ratios=EXPAND_RATIOS,
+        depths=DEPTHS,
+        resolutions=resolutions,
+    )
+
+
 @register_space("ofa_mbv3_d234_e346_k357_32px")
 def ofa_mbv3_32px() -> SearchSpace:
     """OFA-MobileNetV3 for 24-32 px images: same elastic dimensions, narrower, fewer down-samplings.
@@ -79,27 +119,15 @@ def ofa_mbv3_32px() -> SearchSpace:
     Defaults to 1 input channel and 10 classes (Fashion-MNIST); pass ``in_channels`` and
     ``num_classes`` to `get_space` / `build_supernet` for other data.
     """
-    backbone = MBV3Backbone(
-        stem_width=16,
-        stem_stride=2,
-        block0_width=16,
-        stage_widths=(16, 24, 40, 48, 64),
-        stage_strides=(1, 2, 2, 1, 2),
-        stage_acts=STAGE_ACTS,
-        stage_se=STAGE_SE,
-        final_expand_width=384,
-        feature_mix_width=512,
-        kernel_sizes=KERNEL_SIZES,
-        expand_ratios=EXPAND_RATIOS,
-        depths=DEPTHS,
-        in_channels=1,
-        num_classes=10,
-    )
-    return SearchSpace(
-        name="ofa_mbv3_d234_e346_k357_32px",
-        backbone=backbone,
-        kernel_sizes=KERNEL_SIZES,
-        expand_ratios=EXPAND_RATIOS,
-        depths=DEPTHS,
-        resolutions=(24, 28, 32),
-    )
+    return _small_input_space("ofa_mbv3_d234_e346_k357_32px", small_input_backbone(), (24, 28, 32))
+
+
+@register_space(DEMO_SPACE)
+def ofa_mbv3_demo() -> SearchSpace:
+    """The quickstart's preset: the 32 px skeleton at a quarter to half its widths, input 12-24 px.
+
+    For the bundled digits (8x8 scans stored at 28 px): on the 32 px preset every subnet reaches
+    ~98% and a search has no trade-off to show. Narrow stages make depth and expansion matter, and
+    down-sampling the input makes a subnet cheaper and less accurate (measured in NOTES.md, issue 20).
+    """
+    return _small_input_space(DEMO_SPACE, small_input_backbone(DEMO_WIDTHS), DEMO_RESOLUTIONS)
