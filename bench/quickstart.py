@@ -10,7 +10,7 @@ as `nas.bundle_eval` does for every front member) and checks issue 20's bars:
 - validated accuracy rises with measured latency along the front (Spearman rho >= 0.6);
 - mean |predicted - validated accuracy| <= 0.01.
 
-    python -m bench.quickstart [--avx2] [--out runs/bench_quickstart]
+    python -m bench.quickstart [--avx2] [--seed 0] [--out runs/bench_quickstart]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_quickstart"))
     parser.add_argument("--avx2", action="store_true", help="dispatch torch/oneDNN kernels to AVX2 (emulate a host)")
+    parser.add_argument("--seed", type=int, default=0, help="the quickstart's seed (training, sampling, search)")
     parser.add_argument("--no-record", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
 
@@ -41,7 +42,7 @@ def main() -> None:
     if args.avx2:
         env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
     hwnas = Path(sys.executable).parent / "hwnas"
-    command = [str(hwnas), "quickstart", "--out", str(args.out)]
+    command = [str(hwnas), "quickstart", "--out", str(args.out), "--seed", str(args.seed)]
     start = time.monotonic()
     completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - start
