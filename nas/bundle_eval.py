@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.export import ONNX_FILE, RESIZE, read_bundle_files
+from nas.export import ONNX_FILE, PIXEL_SCALE, RESIZE, read_bundle_files
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def preprocess(images: np.ndarray, input_meta: Mapping[str, Any]) -> np.ndarray:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] != input_meta["channels"]:
         raise ValueError(f"images must be (N, H, W, {input_meta['channels']}), got shape {x.shape}")
-    x = x.astype(np.float32) * np.float32(input_meta.get("pixel_scale", 1 / 255))
+    x = x.astype(np.float32) * np.float32(input_meta.get("pixel_scale", PIXEL_SCALE))
     if input_meta.get("mean") is not None:
         x = (x - np.asarray(input_meta["mean"], np.float32)) / np.asarray(input_meta["std"], np.float32)
     x = resize_bilinear(x, int(input_meta["size"]))

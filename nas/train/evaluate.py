@@ -100,10 +100,16 @@ def data_for(supernet: OFAMobileNetV3) -> tuple[ImageData, dict[str, Split]]:
     Raises:
         ValueError: the supernet carries no training-data provenance.
     """
+    ref = _training_data(supernet)
+    return _cached_splits(ref["dataset"], ref.get("data_dir"), ref["val_fraction"], ref["seed"])
+
+
+def _training_data(supernet: OFAMobileNetV3) -> Mapping[str, Any]:
+    """The supernet's record of its training data (dataset, data_dir, val_fraction, seed)."""
     ref: Mapping[str, Any] | None = supernet.metadata.get("data")
     if ref is None:
         raise ValueError("this supernet records no training data; pass data= and splits= to evaluate()")
-    return _cached_splits(ref["dataset"], ref.get("data_dir"), ref["val_fraction"], ref["seed"])
+    return ref
 
 
 @dataclass(frozen=True)
@@ -147,12 +153,9 @@ class BNCalibration:
         Raises:
             ValueError: the supernet records no training data.
         """
-        data, splits = data_for(supernet)
-        ref = supernet.metadata["data"]
-        source = {"dataset": ref["dataset"], "data_dir": ref.get("data_dir"), "split": "train",
-                  "val_fraction": ref["val_fraction"], "split_seed": ref["seed"]}  # fmt: skip
+        ref = _training_data(supernet)
         n = images or int(supernet.metadata.get("bn_recal_images", 2000))
-        return cls(data, splits["train"], n, 0, source)
+        return cls.of_dataset(ref["dataset"], ref.get("data_dir"), n, ref["val_fraction"], ref["seed"])
 
     @classmethod
     def of_dataset(
