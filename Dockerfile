@@ -13,8 +13,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY nas ./nas
 COPY predictors ./predictors
+COPY store ./store
 COPY workers ./workers
 COPY api ./api
+COPY cli ./cli
 # Editable, so that non-Python files (the Alembic migrations' script template) are used in place.
 RUN pip install -e .
 

@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import nas
-from api.db import Database
 from api.deps import ServiceContext
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import agents, health, jobs, searches, subnets, supernets, targets
-from api.settings import Settings
-from api.storage import LocalArtifactStore
-from workers.queue import JobQueue
+from store.artifacts import LocalArtifactStore
+from store.db import Database
+from store.queue import JobQueue
+from store.settings import Settings
 
 DESCRIPTION = """\
 Hardware-aware NAS as a service: train a once-for-all supernet, search it for the subnets that
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
 
     Args:
         settings: where state lives (default: from ``HWNAS_*``); the database must be migrated
-            (``python -m api.db.migrate upgrade``; ``hwnas serve`` does it).
+            (``python -m store.migrate upgrade``; ``hwnas serve`` does it).
         context: a ready service context instead (tests use it for a fake clock or small limits).
     """
     if context is None:

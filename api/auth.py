@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from api.db import Database, retrying, utcnow
-from api.db.models import ApiToken, User
 from api.singleflight import SingleFlight
+from store.db import Database, retrying, utcnow
+from store.models import ApiToken, User
 
 TOKEN_PREFIX = "hwnas_"
 _SHOWN = 12

@@ -10,13 +10,13 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from api.auth import TokenCache
-from api.db import Database, utcnow
-from api.db.models import User
 from api.errors import ApiError
 from api.services.fronts import FrontCache
-from api.settings import Settings
-from api.storage import ArtifactStore
-from workers.queue import JobQueue
+from store.artifacts import ArtifactStore
+from store.db import Database, utcnow
+from store.models import User
+from store.queue import JobQueue
+from store.settings import Settings
 
 
 @dataclass

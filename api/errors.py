@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers.queue import IdempotencyConflictError
+from store.queue import IdempotencyConflictError
 
 _STATUS_CODES = {
     400: "bad_request",

@@ -30,10 +30,10 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from api.auth import create_token, create_user
-from api.db import Database
-from api.db.models import Search, Subnet, Supernet
 from bench.jobs import available_backends, database
-from workers.queue import JobQueue
+from store.db import Database
+from store.models import Search, Subnet, Supernet
+from store.queue import JobQueue
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 CLIENTS = {"wrk": "wrk, 2 threads", "httpx": "httpx, asyncio"}

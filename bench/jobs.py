@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from api.db import Database, upgrade, utcnow
-from api.db.models import Job, JobStatus, JobStatusChange
-from api.storage import LocalArtifactStore
-from workers.queue import JobQueue
+from store.artifacts import LocalArtifactStore
+from store.db import Database, upgrade, utcnow
+from store.models import Job, JobStatus, JobStatusChange
+from store.queue import JobQueue
 from workers.runner import Runner
 
 PG_ADMIN_URL = os.environ.get("HWNAS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

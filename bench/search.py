@@ -88,7 +88,7 @@ class SupernetData:
     (`measure`) use its first `search_val_images` images (all when None) and recalibrate BN on
     `search_recal_images` training images (default: the supernet's), to keep them affordable.
     With `tasks` > 1 the missing evaluations run as that many parallel one-thread Ray tasks
-    (`workers.search.evaluate_on_ray`).
+    (`workers.ray_tasks.search.evaluate_on_ray`).
     """
 
     def __init__(
@@ -127,7 +127,7 @@ class SupernetData:
     def _fill(self, cache: EvaluationCache, archs: list[Any], options: dict[str, Any]) -> np.ndarray:
         """Measure the archs missing from `cache` (in Ray tasks when `tasks` > 1), then look all of them up."""
         if self.tasks > 1:
-            from workers.search import build_dataset_on_ray
+            from workers.ray_tasks.search import build_dataset_on_ray
 
             return build_dataset_on_ray(self.run_dir, archs, cache, tasks=self.tasks, **options)[1]
         return build_dataset(self.run.supernet, archs, cache, **options)[1]

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from api.cli.progress import TrainingProgress
 from bench.report import record
+from cli.progress import TrainingProgress
 from nas.export import export_onnx
 from nas.spaces import get_space
 from nas.supernet import build_supernet

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from api.cli.progress import TrainingProgress
 from bench.report import record
+from cli.progress import TrainingProgress
 from nas.space import Arch
 from nas.spaces import get_space
 from nas.train import TrainConfig, TrainRun, evaluate, train_supernet

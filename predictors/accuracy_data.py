@@ -2,7 +2,7 @@
 
 The cache is keyed by `SearchSpace.key`, written after every few evaluations, so an interrupted
 build resumes where it stopped (`build_dataset`; the Ray-parallel version is
-`workers.search.build_dataset_on_ray`). It records the fingerprint of the supernet it measured
+`workers.ray_tasks.search.build_dataset_on_ray`). It records the fingerprint of the supernet it measured
 (`supernet_fingerprint`) and refuses to serve another one.
 """
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.auth import create_token, create_user
-from api.db import Database, upgrade
 from api.deps import ServiceContext
-from api.settings import Settings
-from api.storage import LocalArtifactStore
-from workers.queue import JobQueue
+from store.artifacts import LocalArtifactStore
+from store.db import Database, upgrade
+from store.queue import JobQueue
+from store.settings import Settings
 
 
 class FakeClock:

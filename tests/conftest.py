@@ -118,8 +118,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store_db(db_url: str) -> Iterator[Any]:
-    """An `api.db.Database` on `db_url`, migrated to the newest revision."""
-    from api.db import Database, upgrade
+    """A `store.db.Database` on `db_url`, migrated to the newest revision."""
+    from store.db import Database, upgrade
 
     upgrade(db_url)
     db = Database(db_url)

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.db.models import AgentTask, LatencyMeasurement
 from api.deps import ServiceContext
 from nas.spaces import get_space
+from store.models import AgentTask, LatencyMeasurement
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 MEASUREMENT = {
@@ -139,7 +139,7 @@ def test_agent_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
             }  # fmt: skip
             task = client.post("/v1/targets/board-ort/tasks", json=body, headers=users.a).json()
         code = (
-            "import sys\nfrom api.cli import main\n"
+            "import sys\nfrom cli import main\n"
             f"rc = main(['agent', '--server', 'http://127.0.0.1:{port}', '--token', '{token}', "
             "'--target', 'board-ort', '--max-tasks', '1', '--poll', '0.1', '--idle-exit', '60'])\n"
             "assert 'torch' not in sys.modules, 'the agent imported torch'\nsys.exit(rc)\n"

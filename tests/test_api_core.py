@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.db.models import Job, Subnet, Supernet
 from api.deps import ServiceContext
+from store.models import Job, Subnet, Supernet
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 
@@ -226,7 +226,7 @@ def test_an_empty_front_says_why_in_the_search_its_list_and_the_front(
     full = client.post("/v1/searches", json=search_body(supernet), headers=users.a)
     assert empty.json()["empty_reason"] is None  # not ended yet
     reason = "no subnet met latency:cpu-ort <= 0.01: the smallest value seen was 0.3127 after 100 evaluations"
-    for outcome in (reason, None):  # what the search job returns (workers.jobs.search), front or no front
+    for outcome in (reason, None):  # what the search job returns (workers.kinds.search), front or no front
         lease = ctx.queue.claim("w1", 60)
         assert lease is not None
         ctx.queue.complete(lease, {"n_evaluations": 100, "reason": outcome, "hypervolume": 0.0, "members": []})
@@ -423,7 +423,7 @@ def test_concurrent_misses_share_one_front_rendering() -> None:
 
 
 def test_the_app_shortens_the_gil_switch_interval_while_it_runs(tmp_path: Path) -> None:
-    """The thread pool's database calls must not stall the event loop for 5 ms per step (api.settings)."""
+    """The thread pool's database calls must not stall the event loop for 5 ms per step (store.settings)."""
     import sys
 
     before = sys.getswitchinterval()

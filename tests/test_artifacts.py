@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from api.db import Database
-from api.db.models import Artifact
-from api.storage import (
+from store.artifacts import (
     ArtifactIntegrityError,
     ArtifactNotFoundError,
     LocalArtifactStore,
@@ -19,6 +17,8 @@ from api.storage import (
     read_artifact,
     register_artifact,
 )
+from store.db import Database
+from store.models import Artifact
 
 
 @pytest.fixture

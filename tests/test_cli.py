@@ -1,4 +1,4 @@
-"""The hwnas command line (local commands), run in-process through `main` and once through ``python -m api.cli``."""
+"""The hwnas command line (local commands), run in-process through `main` and once through ``python -m cli``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from api.cli import main
+from cli import main
 from nas.bundle_eval import score_bundle
 from nas.data import load_dataset
 from nas.export import load_bundle
@@ -102,7 +102,7 @@ def test_user_errors_exit_1_with_one_line(
 
 def test_console_entry_point_lists_spaces() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "api.cli", "spaces"], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-m", "cli", "spaces"], capture_output=True, text=True, check=True, timeout=120
     )
     for name in list_spaces():
         assert name in result.stdout
@@ -111,7 +111,7 @@ def test_console_entry_point_lists_spaces() -> None:
 def test_training_progress_off_a_terminal_is_a_line_per_epoch_of_each_phase() -> None:
     from rich.console import Console
 
-    from api.cli.progress import TrainingProgress
+    from cli.progress import TrainingProgress
     from nas.train import ProgressEvent
 
     out = io.StringIO()  # not a terminal: a file or a pipe
@@ -132,9 +132,9 @@ def test_admin_creates_users_and_tokens_and_first_start_creates_one_admin(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from api.auth import authenticate, ensure_first_user
-    from api.db import Database
-    from api.db.migrate import upgrade
-    from api.settings import Settings
+    from store.db import Database
+    from store.migrate import upgrade
+    from store.settings import Settings
 
     home = tmp_path / "home"
     assert main(["admin", "create-user", "erin", "--token", "--home", str(home)]) == 0
@@ -180,13 +180,13 @@ def test_serve_after_a_quickstart_says_how_to_get_a_token(tmp_path: Path, capsys
     import shlex
 
     from api.auth import authenticate
-    from api.db import Database
-    from api.settings import Settings
+    from store.db import Database
+    from store.settings import Settings
 
     home = tmp_path / "a folder name a terminal would wrap somewhere" / ("deep" * 10) / "hwnas-out" / "service"
     assert main(["admin", "create-user", "quickstart", "--home", str(home)]) == 0  # what the quickstart leaves
     capsys.readouterr()
-    command = [sys.executable, "-m", "api.cli", "serve", "--home", str(home), "--port", "0", "--no-worker"]
+    command = [sys.executable, "-m", "cli", "serve", "--home", str(home), "--port", "0", "--no-worker"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     try:

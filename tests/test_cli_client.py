@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from test_client import Live, add_search_with_front, live_server
 
-from api.cli import main
-from api.client import Client
-from api.db.models import Supernet
+from cli import main
+from cli.client import Client
+from store.models import Supernet
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 

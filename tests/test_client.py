@@ -1,4 +1,4 @@
-"""`api.client.Client` against a real uvicorn server on loopback: requests, JSON errors, SSE resume, downloads."""
+"""`cli.client.Client` against a real uvicorn server on loopback: requests, JSON errors, SSE resume, downloads."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import uvicorn
 from api_helpers import Users, make_context, make_users
 
 from api.app import create_app
-from api.client import Client, ClientError
-from api.db.models import Subnet, Supernet
 from api.deps import ServiceContext
-from api.storage import register_artifact
+from cli.client import Client, ClientError
+from store.artifacts import register_artifact
+from store.models import Subnet, Supernet
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 ARCH = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32}

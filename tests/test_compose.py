@@ -22,8 +22,8 @@ import pytest
 import typer.main
 import yaml
 
-from api.cli import app
-from api.settings import ENV_PREFIX, Settings
+from cli import app
+from store.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -77,7 +77,7 @@ def test_commands_name_real_modules_and_hwnas_commands(tmp_path: Path) -> None:
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     api = words(SERVICES["api"])
     module = api[api.index("-m") + 1]
-    assert module == "api.db.migrate" and api[api.index("-m") + 2] == "upgrade"
+    assert module == "store.migrate" and api[api.index("-m") + 2] == "upgrade"
     factory = api[api.index("--factory") + 1]
     module_name, _, attr = factory.partition(":")
     create_app = getattr(importlib.import_module(module_name), attr)
@@ -111,4 +111,4 @@ def test_dockerfile_installs_cpu_torch_first_and_copies_what_exists() -> None:
     cmd = json.loads(next(line for line in lines if line.startswith("CMD ")).removeprefix("CMD "))
     assert cmd[0] == "hwnas" and cmd[1] in typer.main.get_command(app).commands  # type: ignore[attr-defined]
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert not {"nas", "api", "workers", "predictors", "pyproject.toml", "README.md"} & set(ignored)
+    assert not {"nas", "predictors", "store", "workers", "api", "cli", "pyproject.toml", "README.md"} & set(ignored)

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from api.deps import ServiceContext
 from nas.data import load_dataset
-from workers.jobs import validate_params
+from workers.kinds import validate_params
 from workers.runner import Runner
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from api.db import Database
-from api.db.models import Job, JobStatus, JobStatusChange
-from workers.queue import IdempotencyConflictError, JobNotFoundError, JobQueue, LeaseLostError
+from store.db import Database
+from store.models import Job, JobStatus, JobStatusChange
+from store.queue import IdempotencyConflictError, JobNotFoundError, JobQueue, LeaseLostError
 
 
 class FakeClock:
@@ -148,7 +148,7 @@ def test_cancel_queued_running_and_finished_jobs(queue: JobQueue, clock: FakeClo
 
 
 def test_cancel_checks_the_owner(queue: JobQueue, store_db: Database) -> None:
-    from api.db.models import User
+    from store.models import User
 
     with store_db.session() as s:
         alice, bob = User(name="alice"), User(name="bob")
@@ -160,7 +160,7 @@ def test_cancel_checks_the_owner(queue: JobQueue, store_db: Database) -> None:
 
 
 def test_idempotency_keys(queue: JobQueue, store_db: Database) -> None:
-    from api.db.models import User
+    from store.models import User
 
     with store_db.session() as s:
         alice, bob = User(name="alice"), User(name="bob")
@@ -177,7 +177,7 @@ def test_idempotency_keys(queue: JobQueue, store_db: Database) -> None:
 
 
 def test_concurrent_retries_with_one_idempotency_key_make_one_job(store_db: Database, db_url: str) -> None:
-    from api.db.models import User
+    from store.models import User
 
     with store_db.session() as s:
         alice = User(name="alice")

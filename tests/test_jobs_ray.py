@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from api.db import Database, upgrade
-from api.db.models import JobStatus
-from api.storage import LocalArtifactStore
+from store.artifacts import LocalArtifactStore
+from store.db import Database, upgrade
+from store.models import JobStatus
+from store.queue import JobQueue
 from workers.executors import RayExecutor
-from workers.queue import JobQueue
 from workers.runner import Runner
 
 ray = pytest.importorskip("ray")

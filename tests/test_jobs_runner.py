@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
-from api.db import Database, utcnow
-from api.db.models import JobStatus, User
-from api.storage import LocalArtifactStore
-from workers.jobs import JobKind, WorkContext, register_job_kind
-from workers.queue import JobQueue, Lease
+from store.artifacts import LocalArtifactStore
+from store.db import Database, utcnow
+from store.models import JobStatus, User
+from store.queue import JobQueue, Lease
+from workers.kinds import JobKind, WorkContext, register_job_kind
 from workers.runner import Runner
 
 
@@ -156,7 +156,7 @@ def test_a_worker_that_lost_its_lease_writes_nothing(queue: JobQueue, store_db: 
 @pytest.mark.postgres
 def test_dropped_database_connections_lose_nothing(pg_url: str, pg_admin_url: str, tmp_path: Path) -> None:
     """Every connection to the test database is terminated, repeatedly, while jobs run; the worker reconnects."""
-    from api.db import upgrade
+    from store.db import upgrade
 
     upgrade(pg_url)
     db = Database(pg_url)
@@ -200,7 +200,7 @@ def test_dropped_database_connections_lose_nothing(pg_url: str, pg_admin_url: st
 def test_hwnas_worker_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from api.cli import main
+    from cli import main
 
     monkeypatch.setenv("HWNAS_HOME", str(tmp_path))
     monkeypatch.delenv("HWNAS_DATABASE_URL", raising=False)

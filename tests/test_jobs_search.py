@@ -16,19 +16,19 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.auth import create_token, create_user
-from api.db import Database, upgrade
-from api.db.models import Artifact, JobEvent, LatencyMeasurement, LatencyTable, Search, Subnet
-from api.db.models import Target as TargetRow
 from api.deps import ServiceContext
-from api.settings import Settings
-from api.storage import LocalArtifactStore, read_artifact
 from nas.export import load_bundle
 from nas.spaces import get_space
 from predictors.latency import LookupTable, Target, list_targets, register_target
+from store.artifacts import LocalArtifactStore, read_artifact
+from store.db import Database, upgrade
+from store.models import Artifact, JobEvent, LatencyMeasurement, LatencyTable, Search, Subnet
+from store.models import Target as TargetRow
+from store.queue import JobQueue
+from store.settings import Settings
 from workers.executors import Executor, InProcessExecutor
-from workers.jobs import JobKind, WorkContext, validate_params
-from workers.jobs.base import EventSink
-from workers.queue import JobQueue
+from workers.kinds import JobKind, WorkContext, validate_params
+from workers.kinds.base import EventSink
 from workers.runner import Runner
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

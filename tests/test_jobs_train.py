@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from api.db import Database, upgrade
-from api.db.models import Artifact, Subnet, Supernet
-from api.storage import LocalArtifactStore, read_artifact
 from nas.bundle_eval import score_bundle
 from nas.data import load_dataset
 from nas.export import load_bundle
-from workers.jobs import validate_params
-from workers.queue import JobQueue
+from store.artifacts import LocalArtifactStore, read_artifact
+from store.db import Database, upgrade
+from store.models import Artifact, Subnet, Supernet
+from store.queue import JobQueue
+from workers.kinds import validate_params
 from workers.runner import Runner
 
 TINY = {"dataset": "demo", "epochs": 2, "batch_size": 32, "train_images": 64, "num_random": 1, "bn_recal_images": 64}
@@ -89,7 +89,7 @@ def test_bad_training_parameters_are_refused_at_submission() -> None:
 
 def _hwnas() -> list[str]:
     script = Path(sys.executable).parent / "hwnas"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
 
 
 def _epochs_done(run_dir: Path) -> int:

@@ -11,7 +11,7 @@ from nas.spaces import get_space
 from predictors.latency import MeasureSettings, get_target
 from predictors.latency.keys import table_layers
 from predictors.latency.models import layer_onnx
-from workers.latency import build_table_on_ray, measure_onnx_on_ray, target_resource
+from workers.ray_tasks.latency import build_table_on_ray, measure_onnx_on_ray, target_resource
 
 SMALL = "ofa_mbv3_d234_e346_k357_32px"
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from api.cli.quickstart import quality_lines
-from api.plot import axis_label, dominated, plot_pareto
-from api.quickstart import LATENCY, QuickstartResult, front_agreement
+from cli.commands.quickstart import quality_lines
+from cli.plot import axis_label, dominated, plot_pareto
+from cli.quickstart import LATENCY, QuickstartResult, front_agreement
 
 
 def point(key: str, pred: tuple[float, float], valid: tuple[float, float]) -> dict[str, Any]:

@@ -264,7 +264,7 @@ def test_hypervolume_reference_must_name_every_objective(space: SearchSpace) -> 
 
 
 def test_novelty_is_judged_on_subnets_not_genotypes(space: SearchSpace) -> None:
-    from nas.search.common import Seen, novel_genes, top_up
+    from nas.search.population import Seen, novel_genes, top_up
 
     rng = np.random.default_rng(0)
     genes = space.random_genes(rng, 50)
@@ -295,8 +295,8 @@ def test_nsga2_never_spends_two_evaluations_on_one_subnet(space: SearchSpace) ->
 
 
 def test_survivors_keep_whole_fronts_and_cut_the_last_by_hypervolume() -> None:
-    from nas.search.common import survivors
     from nas.search.pareto import crowding_distance, hypervolume_min
+    from nas.search.population import survivors
 
     first = np.array([[0.0, 3.0], [1.0, 2.0], [3.0, 0.0]])
     second = np.array([[1.0, 4.0], [1.5, 3.5], [2.0, 3.0], [2.2, 2.9], [4.0, 1.0], [4.5, 0.9]])

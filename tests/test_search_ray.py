@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray")
 
 
 def test_optuna_through_ray_tune_honours_constraints(local_ray: None, tmp_path: Path) -> None:
-    from workers.search import search_on_ray_tune
+    from workers.ray_tasks.search import search_on_ray_tune
 
     space = get_space("ofa_mbv3_d234_e346_k357_32px", kernel_sizes=[3, 5], expand_ratios=[3], depths=[2])
 
@@ -42,7 +42,7 @@ def test_optuna_through_ray_tune_honours_constraints(local_ray: None, tmp_path: 
 def test_accuracy_dataset_as_parallel_ray_tasks(local_ray: None, tmp_path: Path) -> None:
     from nas.train import evaluate
     from predictors.accuracy_data import EvaluationCache, sample_spread_over_macs
-    from workers.search import build_dataset_on_ray
+    from workers.ray_tasks.search import build_dataset_on_ray
 
     config = TrainConfig.model_validate(
         {"dataset": "demo", "epochs": 1, "batch_size": 32, "train_images": 128, "num_random": 1, "bn_recal_images": 64}

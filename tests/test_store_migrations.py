@@ -12,10 +12,10 @@ from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, select, text
 
-from api.db import Base, Database, downgrade, upgrade
-from api.db.migrate import current_revision, head_revision, main
-from api.db.models import Job, JobStatus, User
-from api.settings import Settings
+from store.db import Base, Database, downgrade, upgrade
+from store.migrate import current_revision, head_revision, main
+from store.models import Job, JobStatus, User
+from store.settings import Settings
 
 TABLES = {
     "users", "api_tokens", "artifacts", "jobs", "job_status_changes", "job_events", "supernets", "searches",

@@ -257,7 +257,7 @@ def _space() -> SearchSpace:
 def test_two_ray_workers_train_data_parallel(tmp_path: Path) -> None:
     import ray
 
-    from workers.train import train_supernet_on_ray
+    from workers.ray_tasks.train import train_supernet_on_ray
 
     events: list[ProgressEvent] = []
     try:

@@ -1,1 +1,1 @@
-"""Execution on Ray: job runner, training and search tasks, device agent (not built yet: issues 4, 5, 7)."""
+"""Execution: the job runner, its executors (in-process, Ray), the job kinds, the Ray helpers and the device agent."""

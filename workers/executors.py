@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from workers.jobs.base import EventSink, JobKind, WorkCancelledError, WorkContext, get_job_kind
+from workers.kinds.base import EventSink, JobKind, WorkCancelledError, WorkContext, get_job_kind
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class RayExecutor(Executor):
             kwargs = {"log_to_driver": False, **self.init_kwargs}
             if self.address is None and not os.environ.get("RAY_ADDRESS") and "resources" not in kwargs:
                 # A new local Ray offers the targets this machine measures, so their jobs can be scheduled.
-                from workers.latency import local_target_resources
+                from workers.ray_tasks.latency import local_target_resources
 
                 kwargs["resources"] = local_target_resources()
             ray.init(address=self.address, **kwargs)

@@ -23,14 +23,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from api.db import retrying
-from api.db.engine import is_transient
-from api.db.models import Job, JobStatus
-from api.settings import Settings
-from api.storage import ArtifactStore
+from store.artifacts import ArtifactStore
+from store.db import retrying
+from store.engine import is_transient
+from store.models import Job, JobStatus
+from store.queue import JobQueue, Lease, LeaseLostError
+from store.settings import Settings
 from workers.executors import Executor, ExecutorError, InProcessExecutor
-from workers.jobs import JobError, JobKind, WorkCancelledError, WorkContext, get_job_kind
-from workers.queue import JobQueue, Lease, LeaseLostError
+from workers.kinds import JobError, JobKind, WorkCancelledError, WorkContext, get_job_kind
 
 log = logging.getLogger(__name__)
 
@@ -269,9 +269,9 @@ def runner_from_settings(
     Raises:
         NotMigratedError: the database is behind and `migrate` is false.
     """
-    from api.db import Database, upgrade
-    from api.db.migrate import current_revision, head_revision
-    from api.storage import LocalArtifactStore
+    from store.artifacts import LocalArtifactStore
+    from store.db import Database, upgrade
+    from store.migrate import current_revision, head_revision
     from workers.executors import RayExecutor
 
     url = settings.db_url
@@ -280,7 +280,7 @@ def runner_from_settings(
     elif (found := current_revision(url)) != head_revision():
         raise NotMigratedError(
             f"the database {url} is at schema revision {found}, not {head_revision()}: "
-            "run `python -m api.db.migrate upgrade` (or pass --migrate)"
+            "run `python -m store.migrate upgrade` (or pass --migrate)"
         )
     return Runner(
         JobQueue(Database(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)),

@@ -6,16 +6,17 @@ from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from api.db.models import Agent, Artifact, Target
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES
-from api.routes.common import SHA_HEADER, ResourceId, stream_artifact
+from api.routes.params import ResourceId
+from api.routes.responses import SHA_HEADER, stream_artifact
 from api.routes.targets import task_out
 from api.schemas.agents import AgentOut, AgentRegister, ClaimRequest, TaskResult
 from api.schemas.common import Page as PageOut
 from api.schemas.targets import TaskOut
 from api.services import agents
 from api.services.pages import paginate
+from store.models import Agent, Artifact, Target
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=ERROR_RESPONSES)
 

@@ -8,15 +8,15 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from api.db.models import Job, JobStatus
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, invalid
-from api.routes.common import ResourceId
+from api.routes.params import ResourceId
 from api.schemas.common import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.services import jobs
 from api.services.pages import paginate
-from workers.jobs import JOB_KINDS
+from store.models import Job, JobStatus
+from workers.kinds import JOB_KINDS
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 

@@ -12,15 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.db.models import Job, JobStatus, Search, Subnet, User
 from api.deps import Context, CurrentUser, Page, ServiceContext
 from api.errors import ERROR_RESPONSES, not_found
-from api.routes.common import IdempotencyKey, ResourceId, accepted
+from api.routes.params import IdempotencyKey, ResourceId
+from api.routes.responses import accepted
 from api.schemas.common import Page as PageOut
 from api.schemas.searches import ParetoOut, ParetoPoint, SearchCreate, SearchOut
 from api.services.fronts import RenderedFront
 from api.services.pages import paginate
 from api.services.searches import create_search
+from store.models import Job, JobStatus, Search, Subnet, User
 
 MEDIA = {"json": "application/json", "csv": "text/csv"}
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=ERROR_RESPONSES)

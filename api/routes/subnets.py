@@ -10,12 +10,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from api.db.models import Artifact, Subnet
 from api.deps import Context, CurrentUser
 from api.errors import ERROR_RESPONSES, ApiError, not_found
-from api.routes.common import SHA_HEADER, ResourceId, stream_artifact
+from api.routes.params import ResourceId
+from api.routes.responses import SHA_HEADER, stream_artifact
 from api.schemas.subnets import SubnetOut
-from api.storage import read_artifact
+from store.artifacts import read_artifact
+from store.models import Artifact, Subnet
 
 router = APIRouter(prefix="/v1/subnets", tags=["subnets"], responses=ERROR_RESPONSES)
 

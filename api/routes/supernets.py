@@ -5,16 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from api.db.models import Supernet
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, not_found
-from api.routes.common import IdempotencyKey, ResourceId, accepted
+from api.routes.params import IdempotencyKey, ResourceId
+from api.routes.responses import accepted
 from api.schemas.common import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.schemas.supernets import SupernetCreate, SupernetOut
 from api.services import jobs
 from api.services.pages import paginate
 from api.services.supernets import TRAIN_JOB_KIND, train_params
+from store.models import Supernet
 
 router = APIRouter(prefix="/v1/supernets", tags=["supernets"], responses=ERROR_RESPONSES)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from api.db.models import AgentTask, Artifact, LatencyTable, Target
-from api.db.targets import row_spec
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, invalid, not_found
-from api.routes.common import ResourceId
+from api.routes.params import ResourceId
 from api.schemas.common import Page as PageOut
 from api.schemas.targets import LatencyModelOut, TableImport, TargetCreate, TargetOut, TaskCreate, TaskOut
 from api.services import agents, targets
 from api.services.pages import paginate
 from predictors.latency import MeasureSettings
 from predictors.latency import targets as builtin
+from store.models import AgentTask, Artifact, LatencyTable, Target
+from store.target_rows import row_spec
 
 router = APIRouter(prefix="/v1/targets", tags=["targets"], responses=ERROR_RESPONSES)
 

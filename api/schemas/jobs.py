@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from api.db.models import Job, JobStatus
+from store.models import Job, JobStatus
 
 
 class JobErrorOut(BaseModel):

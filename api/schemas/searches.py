@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.db.models import JobStatus
 from api.schemas.common import Strict
+from store.models import JobStatus
 
 Direction = Literal["min", "max"]
 Bound = float | tuple[float | None, float | None]

@@ -17,13 +17,13 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from api.db import retrying
-from api.db.models import Agent, AgentTask, Artifact, LatencyMeasurement, Target, User
 from api.deps import ServiceContext
 from api.errors import ApiError, invalid, not_found
 from api.services import targets
-from api.storage import register_artifact
 from predictors.latency.measure import Measurement, MeasureSettings, validate_latency
+from store.artifacts import register_artifact
+from store.db import retrying
+from store.models import Agent, AgentTask, Artifact, LatencyMeasurement, Target, User
 
 QUEUED, CLAIMED, DONE, FAILED = "QUEUED", "CLAIMED", "DONE", "FAILED"
 _LATENCIES = ("median_ms", "p90_ms", "p95_ms", "mean_ms")

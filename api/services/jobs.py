@@ -7,10 +7,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from api.db.models import Job, User
 from api.deps import ServiceContext
 from api.errors import not_found
-from workers.queue import JobNotFoundError
+from store.models import Job, User
+from store.queue import JobNotFoundError
 
 KEEPALIVE_S = 15.0
 
@@ -19,7 +19,7 @@ def submit(ctx: ServiceContext, user: User, kind: str, params: dict[str, Any], k
     """Queue a job of `user` (idempotent with `key`); returns it and whether it was created.
 
     Raises:
-        workers.queue.IdempotencyConflictError: `key` was used for another request (a 409).
+        store.queue.IdempotencyConflictError: `key` was used for another request (a 409).
     """
     return ctx.queue.submit(kind, params, user_id=user.id, idempotency_key=key, max_attempts=ctx.settings.max_attempts)
 

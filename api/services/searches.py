@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.db.models import Job, Search, Supernet, User
 from api.deps import ServiceContext
 from api.errors import invalid, not_found
 from api.schemas.searches import FIXED_OBJECTIVES, LATENCY, SearchCreate
 from api.services import jobs, targets
-from workers.jobs import JOB_KINDS, validate_params
+from store.models import Job, Search, Supernet, User
+from workers.kinds import JOB_KINDS, validate_params
 
 SEARCH_JOB_KIND = "search"
 
@@ -83,7 +83,7 @@ def create_search(ctx: ServiceContext, user: User, request: SearchCreate, key: s
 
     Raises:
         ApiError: as `search_params`.
-        workers.queue.IdempotencyConflictError: `key` was used for another request.
+        store.queue.IdempotencyConflictError: `key` was used for another request.
     """
     params = search_params(ctx, user, request)
     job, created = jobs.submit(ctx, user, SEARCH_JOB_KIND, params, key)

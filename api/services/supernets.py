@@ -10,7 +10,7 @@ from typing import Any
 
 from api.errors import invalid
 from api.schemas.supernets import SupernetCreate
-from workers.jobs import validate_params
+from workers.kinds import validate_params
 
 TRAIN_JOB_KIND = "train_supernet"
 

@@ -11,12 +11,12 @@ from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.db.models import LatencyTable, Target, User
-from api.db.targets import spec_settings, target_row
 from api.deps import ServiceContext
 from api.errors import ApiError, invalid, not_found
-from api.storage import register_artifact
 from predictors.latency import targets as builtin
+from store.artifacts import register_artifact
+from store.models import LatencyTable, Target, User
+from store.target_rows import spec_settings, target_row
 
 
 def visible(user: User) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from nas.search.base import Evaluated, SearchAlgorithm, SearchContext, register_algorithm
-from nas.search.common import anchors
+from nas.search.population import anchors
 
 
 @register_algorithm("evolution")

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from nas.search.base import SearchAlgorithm, SearchContext, register_algorithm
-from nas.search.common import Seen, anchors, novel_mask, survivors, top_up
 from nas.search.nsga2 import NSGA2Loop
 from nas.search.pareto import FloatMatrix, hypervolume_min, nadir_reference, pareto_mask_min
+from nas.search.population import Seen, anchors, novel_mask, survivors, top_up
 from nas.search.surrogate import RidgeSurrogate, Surrogate
 from nas.space import IntMatrix, SearchSpace
 

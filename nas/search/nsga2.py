@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 
 from nas.search.base import SearchAlgorithm, SearchContext, register_algorithm
-from nas.search.common import Seen, anchors, rank_and_crowding, survivors, top_up, tournament
 from nas.search.pareto import FloatMatrix
+from nas.search.population import Seen, anchors, rank_and_crowding, survivors, top_up, tournament
 from nas.space import IntMatrix, SearchSpace
 
 SELECTIONS = ("crowding", "hypervolume")

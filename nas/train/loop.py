@@ -147,7 +147,7 @@ def train_supernet(
         out_dir: directory for the checkpoint (created if needed).
         progress: called after every step.
         resume: continue from the checkpoint in `out_dir` if there is one.
-        parallel: rank and world size when run data-parallel (see `workers.train`).
+        parallel: rank and world size when run data-parallel (see `workers.ray_tasks.train`).
         device: where the supernet trains ("cpu", "cuda", "cuda:1"). Not part of the
             configuration: a run checkpointed on one device resumes on another. The data stay
             on the CPU (loading, augmentation) and each batch is copied over.

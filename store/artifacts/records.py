@@ -1,0 +1,30 @@
+"""Artefacts in SQL: register what the store wrote, read back with the recorded sha256 verified."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from store.artifacts.base import ArtifactStore, StoredFile, VerifyingReader
+from store.models import Artifact
+
+
+def register_artifact(
+    session: Session, stored: StoredFile, *, kind: str, job_id: int | None = None, user_id: int | None = None
+) -> Artifact:
+    """Add the row of a stored file (flushed, so its id is set) in the caller's transaction."""
+    row = Artifact(key=stored.key, kind=kind, size=stored.size, sha256=stored.sha256, job_id=job_id, user_id=user_id)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def open_artifact(store: ArtifactStore, artifact: Artifact) -> BinaryIO | VerifyingReader:
+    """A reader of the artefact that raises `ArtifactIntegrityError` at the end if the content was altered."""
+    return store.open(artifact.key, artifact.sha256)
+
+
+def read_artifact(store: ArtifactStore, artifact: Artifact) -> bytes:
+    """The artefact's bytes, verified against the recorded sha256."""
+    return store.get(artifact.key, artifact.sha256)

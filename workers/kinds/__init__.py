@@ -1,0 +1,34 @@
+"""Job kinds: a registry of small classes (`JobKind`); importing this package registers the built-in ones.
+
+Built in: ``train_supernet``, ``build_latency_table``, ``search``, ``export_subnet`` and ``noop`` (a trivial
+job for tests and benchmarks).
+Add a kind with ``@register_job_kind("name")`` on a `JobKind` subclass.
+"""
+
+from workers.kinds import export, latency, noop, search, train
+from workers.kinds.base import (
+    JOB_KINDS,
+    JobError,
+    JobKind,
+    WorkCancelledError,
+    WorkContext,
+    get_job_kind,
+    register_job_kind,
+    validate_params,
+)
+
+__all__ = [
+    "JOB_KINDS",
+    "JobError",
+    "JobKind",
+    "WorkCancelledError",
+    "WorkContext",
+    "export",
+    "get_job_kind",
+    "latency",
+    "noop",
+    "register_job_kind",
+    "search",
+    "train",
+    "validate_params",
+]

@@ -1,0 +1,42 @@
+"""What jobs on a trained supernet share: resolving its checkpoint in SQL and loading it in the work."""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Artifact, Supernet
+from store.queue import Lease
+from workers.kinds.base import JobError, WorkContext
+
+if TYPE_CHECKING:
+    from nas.train import TrainRun
+
+
+def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> dict[str, tuple[str, str]]:
+    """The supernet's checkpoint files as {name: (artefact key, sha256)}; the job's owner must own it.
+
+    Raises:
+        JobError: ``not_found`` (no such supernet, or another user's) or ``not_ready`` (no checkpoint yet).
+    """
+    supernet = session.get(Supernet, supernet_id)
+    if supernet is None or (lease.user_id is not None and supernet.user_id != lease.user_id):
+        raise JobError("not_found", f"supernet_id {supernet_id}: no such supernet")
+    if not supernet.checkpoint:
+        raise JobError("not_ready", f"supernet_id {supernet_id}: it has no checkpoint yet")
+    rows = session.scalars(select(Artifact).where(Artifact.id.in_(supernet.checkpoint.values())))
+    by_id = {row.id: row for row in rows}
+    return {name: (by_id[i].key, by_id[i].sha256) for name, i in supernet.checkpoint.items()}
+
+
+def load_supernet(files: dict[str, Any], ctx: WorkContext) -> TrainRun:
+    """Fetch the checkpoint files (verifying their sha256) into the job's run dir and load the run."""
+    from nas.train import load_run
+
+    local = ctx.run_dir / "supernet"
+    shutil.rmtree(local, ignore_errors=True)
+    ctx.store.fetch_tree({name: (key, sha) for name, (key, sha) in files.items()}, local / "checkpoint")
+    return load_run(local)

@@ -1,0 +1,89 @@
+"""``train_supernet``: train a supernet (`nas.train`), resuming from the checkpoint in the job's run dir."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.orm import Session
+
+from store.artifacts import StoredFile, register_artifact
+from store.models import Supernet
+from store.queue import Lease
+from workers.kinds.base import JobKind, WorkContext, register_job_kind
+
+CHECKPOINT_PREFIX = "jobs/{job_id}/supernet/checkpoint"
+
+
+class TrainParams(BaseModel):
+    """Parameters of a ``train_supernet`` job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", max_length=200, description="a label for the supernet")
+    config: dict[str, Any] = Field(description="a nas.train.TrainConfig (stored with the preset's defaults filled)")
+
+    @field_validator("config")
+    @classmethod
+    def _valid_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        from nas.train.config import TrainConfig
+
+        return TrainConfig.model_validate(config).model_dump(mode="json")
+
+
+@register_job_kind("train_supernet")
+class TrainSupernetJob(JobKind[TrainParams]):
+    """Trains in the job's run dir (checkpoint every epoch), then stores the final checkpoint as artefacts.
+
+    A reclaimed job finds the checkpoint of its earlier attempt in the run dir and continues from it
+    (`nas.train` resumes bit-exactly); the result records how many epochs were already done.
+    """
+
+    Params = TrainParams
+
+    def run(self, params: TrainParams, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
+        """Train (or finish training) and store the checkpoint."""
+        from nas.train import ProgressEvent, TrainConfig, train_supernet
+        from nas.train.checkpoint import find_checkpoint
+
+        out = ctx.run_dir / "train"
+        found = find_checkpoint(out)
+        done = len(json.loads((found / "state.json").read_text())["state"]["history"]) if found else 0
+        if done:
+            ctx.log(f"attempt {ctx.attempt}: resuming from the checkpoint written after epoch {done}")
+
+        def report(event: ProgressEvent) -> None:
+            ctx.progress(**asdict(event))
+
+        run = train_supernet(TrainConfig.model_validate(params.config), out, progress=report)
+        final = find_checkpoint(out)
+        assert final is not None, "train_supernet returned without a checkpoint"
+        stored = ctx.store.put_tree(CHECKPOINT_PREFIX.format(job_id=ctx.job_id), final)
+        return {
+            "epochs": len(run.history),
+            "resumed_after_epochs": done,
+            "history": run.history,
+            "files": [asdict(f) for f in stored],
+        }
+
+    def persist(self, session: Session, lease: Lease, params: TrainParams, result: dict[str, Any]) -> dict[str, Any]:
+        """Register the checkpoint's artefacts and the supernet."""
+        prefix = CHECKPOINT_PREFIX.format(job_id=lease.job_id) + "/"
+        checkpoint = {}
+        for record in result["files"]:
+            row = register_artifact(
+                session, StoredFile(**record), kind="checkpoint", job_id=lease.job_id, user_id=lease.user_id
+            )
+            checkpoint[row.key.removeprefix(prefix)] = row.id
+        history = result["history"]
+        supernet = Supernet(
+            user_id=lease.user_id, job_id=lease.job_id, name=params.name, space=params.config["space"],
+            dataset=params.config["dataset"], strategy=params.config["strategy"], config=params.config,
+            metrics={"epochs": len(history), "final_loss": history[-1]["loss"] if history else None},
+            checkpoint=checkpoint,
+        )  # fmt: skip
+        session.add(supernet)
+        session.flush()
+        return {"supernet_id": supernet.id}

@@ -1,0 +1,1 @@
+"""Ray helpers the job kinds call: supernet training on Ray Train, evaluation and Ray Tune search, latency tasks."""
