@@ -1,8 +1,11 @@
-"""Shared fixtures: the OFA reference files in ../shared/reference (skipped when absent)."""
+"""Shared fixtures: databases (SQLite, PostgreSQL), the service context's users and client, local Ray, torch threads.
+
+Nothing here imports torch at import time, so the store and API tests run without it; the folders whose tests run
+torch set its threads in their own conftest.py (tests/nas/conftest.py also holds the OFA reference fixtures).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import uuid
@@ -11,57 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-
-# Keep the suite fast and reproducible on small CI machines.
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Torch on one thread for tiny models: two spinning OpenMP threads crawl on a busy 2-core machine."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
-"""OFA reference facts; CI clones the repository with shared/ beside it."""
-
-REF_STATE_DICT = REFERENCE_DIR / "ofa_mbv3_w1.0_ref_state_dict.pt"
-REF_CASES = REFERENCE_DIR / "ofa_mbv3_w1.0_ref_cases.pt"
-REF_SHAPES = REFERENCE_DIR / "ofa_mbv3_w1.0_state_dict_shapes.json"
-
-
-def _require(path: Path) -> Path:
-    if not REFERENCE_DIR.is_dir():
-        pytest.skip(f"OFA reference directory {REFERENCE_DIR} is missing (clone shared/ beside the repo)")
-    if not path.is_file():
-        pytest.skip(f"OFA reference file {path} is missing")
-    return path
-
-
-@pytest.fixture(scope="session")
-def ref_state_dict() -> dict[str, torch.Tensor]:
-    """The w1.0 reference supernet state dict (upstream keys, random non-trivial weights)."""
-    loaded = torch.load(_require(REF_STATE_DICT), map_location="cpu", weights_only=True)
-    return dict(loaded)
-
-
-@pytest.fixture(scope="session")
-def ref_cases() -> list[dict[str, Any]]:
-    """The 5 reference forward cases (arch, input, logits, subnet config and shapes)."""
-    cases: list[dict[str, Any]] = torch.load(_require(REF_CASES), map_location="cpu", weights_only=True)
-    return cases
-
-
-@pytest.fixture(scope="session")
-def ref_shapes() -> dict[str, list[int]]:
-    """{key: shape} of the w1.0 supernet state dict, in OFA's order."""
-    with _require(REF_SHAPES).open() as fp:
-        shapes: dict[str, list[int]] = json.load(fp)
-    return shapes
 
 
 # ---- the SQL store (issue 7): a SQLite file per test, or a fresh PostgreSQL database per test ----
@@ -132,7 +95,7 @@ def store_db(db_url: str) -> Iterator[Any]:
 @pytest.fixture
 def users(ctx: Any) -> Any:
     """Two users with tokens on the module's service context `ctx` (see api_helpers.make_users)."""
-    from api_helpers import make_users
+    from tests.api_helpers import make_users
 
     return make_users(ctx.db)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import schemathesis
-from api_helpers import make_context, make_users
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -21,6 +20,7 @@ from schemathesis.checks import (
 )
 
 from api.app import create_app
+from tests.api_helpers import make_context, make_users
 
 # Built at import, because schemathesis parametrises the test from the document (its fixture loader does not work
 # with this pytest); the store lives in a temporary directory removed at exit.

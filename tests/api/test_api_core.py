@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import Users, make_context, make_users
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
 from api.deps import ServiceContext
 from store.models import Job, Subnet, Supernet
+from tests.api_helpers import Users, make_context, make_users
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 

@@ -18,11 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from api_helpers import Users, make_context
 from fastapi.testclient import TestClient
 
 from api.deps import ServiceContext
 from nas.data import load_dataset
+from tests.api_helpers import Users, make_context
 from workers.kinds import validate_params
 from workers.runner import Runner
 
@@ -41,7 +41,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceContext]:
 
 @pytest.fixture(scope="module")
 def users(ctx: ServiceContext) -> Users:
-    from api_helpers import make_users
+    from tests.api_helpers import make_users
 
     return make_users(ctx.db)
 

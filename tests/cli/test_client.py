@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from api_helpers import Users, make_context, make_users
 
 from api.app import create_app
 from api.deps import ServiceContext
 from cli.client import Client, ClientError
 from store.artifacts import register_artifact
 from store.models import Subnet, Supernet
+from tests.api_helpers import Users, make_context, make_users
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 ARCH = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32}

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_client import Live, add_search_with_front, live_server
 
 from cli import main
 from cli.client import Client
 from store.models import Supernet
+from tests.cli.test_client import Live, add_search_with_front, live_server
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 

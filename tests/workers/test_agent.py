@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from api_helpers import FakeClock, Users, make_context, make_users, tiny_onnx
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -22,6 +21,7 @@ from api.app import create_app
 from api.deps import ServiceContext
 from nas.spaces import get_space
 from store.models import AgentTask, LatencyMeasurement
+from tests.api_helpers import FakeClock, Users, make_context, make_users, tiny_onnx
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 MEASUREMENT = {

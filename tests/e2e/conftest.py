@@ -1,0 +1,5 @@
+"""The end-to-end tests run torch: two threads at most, fast and reproducible on small CI machines."""
+
+import torch
+
+torch.set_num_threads(2)
