@@ -284,14 +284,14 @@ def bench_predictor(args: argparse.Namespace, data: SupernetData) -> str:
     for kind in ("mlp", "gbm"):
         scores = [AccuracyPredictor(data.space, kind, seed=s).fit(archs, acc).evaluate(test_archs, test_acc)
                   for s in range(args.seeds)]  # fmt: skip
-        lines.append(f"- {kind}: Kendall τ {mean_std([s.kendall_tau for s in scores])} (bar >= 0.7), "
+        lines.append(f"- {kind}: Kendall τ {mean_std([s.kendall_tau or 0.0 for s in scores])} (bar >= 0.7), "
                      f"RMSE {mean_std([100 * s.rmse for s in scores], '.2f')} points")  # fmt: skip
     curve = []
     for share in (0.25, 0.5, 0.75, 1.0):
         n = max(2, int(share * len(archs)))
         picks = [np.random.default_rng(s).permutation(len(archs))[:n] for s in range(args.seeds)]
         taus = [AccuracyPredictor(data.space, "gbm").fit([archs[i] for i in p], acc[p]).evaluate(test_archs, test_acc)
-                .kendall_tau for p in picks]  # fmt: skip
+                .kendall_tau or 0.0 for p in picks]  # fmt: skip
         curve.append(f"{n}: {mean_std(taus)}")
     lines.append(f"- gbm learning curve (training subnets: τ): {'; '.join(curve)}")
     return "\n".join(lines) + "\n"

@@ -36,12 +36,13 @@ class PredictorScore:
 
     Attributes:
         rmse: root mean squared error, in the targets' unit (top-1 as a fraction).
-        kendall_tau: rank correlation between predictions and truth (what a search relies on).
+        kendall_tau: rank correlation between predictions and truth (what a search relies on); None
+            when either side is constant (no ranking to compare; NaN would not survive JSON storage).
         n: number of subnets.
     """
 
     rmse: float
-    kendall_tau: float
+    kendall_tau: float | None
     n: int
 
 
@@ -142,7 +143,7 @@ class AccuracyPredictor:
             raise ValueError(f"evaluate needs >= 2 archs and as many accuracies, got {len(archs)} and {len(truth)}")
         pred = self.predict(archs)
         tau = float(kendalltau(pred, truth).statistic)
-        return PredictorScore(float(np.sqrt(np.mean((pred - truth) ** 2))), tau, len(truth))
+        return PredictorScore(float(np.sqrt(np.mean((pred - truth) ** 2))), None if np.isnan(tau) else tau, len(truth))
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor into directory `path`: ``predictor.json`` and the model's files (no pickle)."""

@@ -17,8 +17,9 @@ def quality_lines(result: Any) -> list[str]:
     if score:
         fitted = result.predictor["samples"] - score["n"]
         lines.append(
-            f"accuracy predictor: Kendall tau {score['kendall_tau']:.2f}, RMSE {100 * score['rmse']:.2f} points "
-            f"on {score['n']} held-out subnets evaluated for real (fitted on {fitted})"
+            f"accuracy predictor ({result.predictor['kind']}): Kendall tau {_figure(score['kendall_tau'])}, "
+            f"RMSE {100 * score['rmse']:.2f} points on {score['n']} held-out subnets evaluated for real "
+            f"(fitted on {fitted}, then refitted on all {result.predictor['samples']} for the search)"
         )
     table = result.table_quality
     if table:
@@ -29,7 +30,7 @@ def quality_lines(result: Any) -> list[str]:
         )
     a = result.agreement
     if a["n"]:
-        rho = "n/a" if a["spearman_rho"] is None else f"{a['spearman_rho']:.2f}"
+        rho = _figure(a["spearman_rho"])
         lines.append(
             f"validated front ({a['n']} subnets, accuracy on each exported bundle): Spearman rho of accuracy vs "
             f"measured latency {rho}; mean |predicted - validated| accuracy {100 * a['mean_abs_error']:.2f} points; "
@@ -39,6 +40,11 @@ def quality_lines(result: Any) -> list[str]:
     phases = ", ".join(f"{k} {duration(v)}" for k, v in result.phases.items())
     lines.append(f"time: {phases}; total {duration(total)}")
     return lines
+
+
+def _figure(value: float | None) -> str:
+    """A correlation to two decimals, or "n/a" where it is undefined."""
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def quickstart(

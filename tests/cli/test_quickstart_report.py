@@ -59,16 +59,25 @@ def test_quality_lines_name_every_figure(tmp_path: Path) -> None:
     result = QuickstartResult(
         front=FRONT, best_bundle=tmp_path, plot=tmp_path, home=tmp_path,
         table_quality={"n": 20, "mape": 8.2, "within_5": 0.4, "within_10": 0.75, "kendall_tau": 0.81},
-        predictor={"samples": 100, "held_out": {"rmse": 0.0061, "kendall_tau": 0.52, "n": 20}},
+        predictor={"kind": "gbm", "samples": 100, "held_out": {"rmse": 0.0061, "kendall_tau": 0.52, "n": 20}},
         agreement=front_agreement(FRONT),
         phases={"train the supernet": 95.0, "measure the latency table": 70.0, "search": 200.0,
                 "search: predictor": 120.0},
     )  # fmt: skip
     lines = quality_lines(result)
     assert lines[0] == (
-        "accuracy predictor: Kendall tau 0.52, RMSE 0.61 points on 20 held-out subnets evaluated for real "
-        "(fitted on 80)"
+        "accuracy predictor (gbm): Kendall tau 0.52, RMSE 0.61 points on 20 held-out subnets evaluated for real "
+        "(fitted on 80, then refitted on all 100 for the search)"
     )
     assert "75% within ±10%, MAPE 8.2%, Kendall tau 0.81" in lines[1]
     assert "Spearman rho of accuracy vs measured latency 0.80" in lines[2] and "1.50 points" in lines[2]
     assert lines[3].startswith("time: train the supernet 1m 35s,") and lines[3].endswith("total 6m 05s")
+
+
+def test_an_undefined_kendall_tau_reads_n_a(tmp_path: Path) -> None:
+    result = QuickstartResult(
+        front=FRONT, best_bundle=tmp_path, plot=tmp_path, home=tmp_path, table_quality=None,
+        predictor={"kind": "gbm", "samples": 10, "held_out": {"rmse": 0.01, "kendall_tau": None, "n": 2}},
+        agreement=front_agreement(FRONT), phases={"search": 1.0},
+    )  # fmt: skip
+    assert quality_lines(result)[0].startswith("accuracy predictor (gbm): Kendall tau n/a, RMSE 1.00 points")
