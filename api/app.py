@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import nas
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import agents, health, jobs, searches, subnets, supernets, targets
+from api.services.targets import seed_builtin
 from store.artifacts import LocalArtifactStore
 from store.db import Database
 from store.queue import JobQueue
@@ -39,15 +40,18 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
         settings: where state lives (default: from ``HWNAS_*``); the database must be migrated
             (``python -m store.migrate upgrade``; ``hwnas serve`` does it).
         context: a ready service context instead (tests use it for a fake clock or small limits).
+
+    At start-up the built-in targets get their shared rows, so that no request that reads writes.
     """
     if context is None:
-        settings = settings or Settings.from_env()
+        settings = settings or Settings()
         db = Database(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         context = ServiceContext(settings, db, LocalArtifactStore(settings.artifacts_path), JobQueue(db))
     switch_interval_s = context.settings.gil_switch_interval_ms / 1000
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        seed_builtin(context.db)
         before = sys.getswitchinterval()
         sys.setswitchinterval(switch_interval_s)
         try:

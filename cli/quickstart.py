@@ -155,7 +155,7 @@ def run_quickstart(
         QuickstartError: a job failed (its error is in the message).
     """
     from api.auth import create_user, get_user
-    from api.deps import ServiceContext
+    from api.context import ServiceContext
     from api.schemas.searches import SearchCreate
     from api.services import jobs, searches
     from store.artifacts import LocalArtifactStore

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.auth import create_token, create_user
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from store.artifacts import LocalArtifactStore
 from store.db import Database, upgrade
 from store.queue import JobQueue

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import Context
 from api.errors import error_response
+from api.services.health import database_error
 
 router = APIRouter(tags=["health"])
 
@@ -28,9 +27,7 @@ def healthz() -> dict[str, str]:
 )
 def readyz(ctx: Context) -> JSONResponse:
     """The database answers: the service can take requests."""
-    try:
-        with ctx.db.reader() as s:
-            s.execute(text("SELECT 1"))
-    except SQLAlchemyError as error:
-        return error_response(503, "unavailable", f"database unreachable: {type(error).__name__}")
+    error = database_error(ctx)
+    if error is not None:
+        return error_response(503, "unavailable", f"database unreachable: {error}")
     return JSONResponse({"status": "ready", "database": ctx.db.dialect})

@@ -6,17 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 
 from api.deps import Context, CurrentUser, Page
-from api.errors import ERROR_RESPONSES, invalid
+from api.errors import ERROR_RESPONSES
 from api.routes.params import ResourceId
 from api.schemas.common import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.services import jobs
-from api.services.pages import paginate
-from store.models import Job, JobStatus
-from workers.kinds import JOB_KINDS
+from store.models import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -32,16 +29,8 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
 ) -> PageOut[JobOut]:
     """Your jobs, newest first, optionally only those of one kind and/or status."""
-    if kind is not None and kind not in JOB_KINDS.names():
-        raise invalid("kind", f"unknown job kind {kind!r}; registered: {', '.join(JOB_KINDS.names())}")
-    query = select(Job).where(Job.user_id == user.id)
-    if kind is not None:
-        query = query.where(Job.kind == kind)
-    if status is not None:
-        query = query.where(Job.status == status)
-    with ctx.db.reader() as s:
-        rows, token = paginate(s, query, Job.id, page.page_size, page.page_token)
-        return PageOut[JobOut](items=[JobOut.of(r) for r in rows], next_page_token=token)
+    rows, token = jobs.list_jobs(ctx, user, page.page_size, page.page_token, kind, status)
+    return PageOut[JobOut](items=[JobOut.of(r) for r in rows], next_page_token=token)
 
 
 @router.get("/{job_id}")

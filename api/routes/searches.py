@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Context, CurrentUser, Page, ServiceContext
+from api.context import ServiceContext
+from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, not_found
 from api.routes.params import IdempotencyKey, ResourceId
 from api.routes.responses import accepted

@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import Context, CurrentUser
-from api.errors import ERROR_RESPONSES, ApiError, not_found
+from api.errors import ERROR_RESPONSES
 from api.routes.params import ResourceId
 from api.routes.responses import SHA_HEADER, stream_artifact
 from api.schemas.subnets import SubnetOut
-from store.artifacts import read_artifact
-from store.models import Artifact, Subnet
+from api.services import subnets
 
 router = APIRouter(prefix="/v1/subnets", tags=["subnets"], responses=ERROR_RESPONSES)
 
-# The member names of a bundle (nas.export's ONNX_FILE, WEIGHTS_FILE, META_FILE; nas.export imports torch).
-MEMBERS = {"onnx": "model.onnx", "safetensors": "weights.safetensors"}
-META = "arch.json"
 MEDIA = {"onnx": "application/octet-stream", "safetensors": "application/octet-stream", "bundle": "application/zip"}
 
 
 @router.get("/{subnet_id}")
 def get_subnet(subnet_id: ResourceId, ctx: Context, user: CurrentUser) -> SubnetOut:
     """A subnet: arch, predicted and validated objective values, and its download link when it has a bundle."""
-    with ctx.db.reader() as s:
-        row = s.get(Subnet, subnet_id)
-        if row is None or row.user_id != user.id:
-            raise not_found("subnet", subnet_id)
-        url = f"/v1/subnets/{row.id}/download?format=onnx" if row.bundle_artifact_id is not None else None
-        return SubnetOut(
-            id=row.id, supernet_id=row.supernet_id, search_id=row.search_id, arch_key=row.arch_key, arch=row.arch,
-            predicted=row.predicted, validated=row.validated, pareto_rank=row.pareto_rank, download_url=url,
-            created_at=row.created_at,
-        )  # fmt: skip
+    row = subnets.user_subnet(ctx, user, subnet_id)
+    url = f"/v1/subnets/{row.id}/download?format=onnx" if row.bundle_artifact_id is not None else None
+    return SubnetOut(
+        id=row.id, supernet_id=row.supernet_id, search_id=row.search_id, arch_key=row.arch_key, arch=row.arch,
+        predicted=row.predicted, validated=row.validated, pareto_rank=row.pareto_rank, download_url=url,
+        created_at=row.created_at,
+    )  # fmt: skip
 
 
 @router.get(
@@ -53,20 +43,12 @@ def download(
     format: Annotated[Literal["onnx", "safetensors", "bundle"], Query(description="what to download")] = "onnx",
 ) -> StreamingResponse:
     """The subnet as ONNX, safetensors weights, or the zipped bundle (both plus arch.json); sha256 in a header."""
-    with ctx.db.reader() as s:
-        row = s.get(Subnet, subnet_id)
-        if row is None or row.user_id != user.id:
-            raise not_found("subnet", subnet_id)
-        artifact = s.get(Artifact, row.bundle_artifact_id) if row.bundle_artifact_id is not None else None
-    if artifact is None:
-        raise ApiError(409, "not_ready", f"subnet {subnet_id} has not been exported yet")
+    artifact = subnets.bundle(ctx, user, subnet_id)
     name = f"subnet-{subnet_id}"
     if format == "bundle":
         headers = {SHA_HEADER: artifact.sha256, "Content-Length": str(artifact.size),
                    "Content-Disposition": f'attachment; filename="{name}.zip"'}  # fmt: skip
         return StreamingResponse(stream_artifact(ctx.store, artifact), media_type=MEDIA[format], headers=headers)
-    with zipfile.ZipFile(io.BytesIO(read_artifact(ctx.store, artifact))) as zf:
-        data = zf.read(MEMBERS[format])
-        digest = json.loads(zf.read(META))["sha256"][MEMBERS[format]]
+    data, digest = subnets.bundle_member(ctx, artifact, format)
     headers = {SHA_HEADER: digest, "Content-Disposition": f'attachment; filename="{name}.{format}"'}
     return StreamingResponse(iter([data]), media_type=MEDIA[format], headers=headers)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 
 from api.deps import Context, CurrentUser, Page
-from api.errors import ERROR_RESPONSES, not_found
+from api.errors import ERROR_RESPONSES
 from api.routes.params import IdempotencyKey, ResourceId
 from api.routes.responses import accepted
 from api.schemas.common import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.schemas.supernets import SupernetCreate, SupernetOut
-from api.services import jobs
-from api.services.pages import paginate
+from api.services import jobs, supernets
 from api.services.supernets import TRAIN_JOB_KIND, train_params
 from store.models import Supernet
 
@@ -41,17 +39,11 @@ def _out(row: Supernet) -> SupernetOut:
 @router.get("")
 def list_supernets(ctx: Context, user: CurrentUser, page: Page) -> PageOut[SupernetOut]:
     """Your trained supernets, newest first."""
-    with ctx.db.reader() as s:
-        query = select(Supernet).where(Supernet.user_id == user.id)
-        rows, token = paginate(s, query, Supernet.id, page.page_size, page.page_token)
-        return PageOut[SupernetOut](items=[_out(r) for r in rows], next_page_token=token)
+    rows, token = supernets.list_supernets(ctx, user, page.page_size, page.page_token)
+    return PageOut[SupernetOut](items=[_out(r) for r in rows], next_page_token=token)
 
 
 @router.get("/{supernet_id}")
 def get_supernet(supernet_id: ResourceId, ctx: Context, user: CurrentUser) -> SupernetOut:
     """One trained supernet: space, data, strategy, metrics, checkpoint artefacts."""
-    with ctx.db.reader() as s:
-        row = s.get(Supernet, supernet_id)
-        if row is None or row.user_id != user.id:
-            raise not_found("supernet", supernet_id)
-        return _out(row)
+    return _out(supernets.user_supernet(ctx, user, supernet_id))

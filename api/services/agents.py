@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from api.errors import ApiError, invalid, not_found
 from api.services import targets
 from predictors.latency.measure import Measurement, MeasureSettings, validate_latency

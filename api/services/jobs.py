@@ -1,16 +1,20 @@
-"""Jobs for the API: submit through the queue, look up a user's job, stream its events as SSE."""
+"""Jobs for the API: submit through the queue, list and look up a user's jobs, stream a job's events as SSE."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from api.deps import ServiceContext
-from api.errors import not_found
-from store.models import Job, User
-from store.queue import JobNotFoundError
+from sqlalchemy import select
+
+from api.context import ServiceContext
+from api.errors import invalid
+from api.services.ownership import owned
+from api.services.pages import paginate
+from store.models import Job, JobStatus, User
+from workers.kinds import JOB_KINDS
 
 KEEPALIVE_S = 15.0
 
@@ -30,13 +34,27 @@ def user_job(ctx: ServiceContext, user: User, job_id: int) -> Job:
     Raises:
         ApiError: 404 when there is no such job or it is another user's.
     """
-    try:
-        job = ctx.queue.get(job_id)
-    except JobNotFoundError:
-        raise not_found("job", job_id) from None
-    if job.user_id != user.id:
-        raise not_found("job", job_id)
-    return job
+    with ctx.db.reader() as s:
+        return owned(s, Job, job_id, user)
+
+
+def list_jobs(
+    ctx: ServiceContext, user: User, size: int, token: str | None, kind: str | None, status: JobStatus | None
+) -> tuple[Sequence[Job], str | None]:
+    """One page of the user's jobs, newest first, only those of `kind` and/or `status` when given; and the next token.
+
+    Raises:
+        ApiError: 422 naming ``kind`` when it is not a registered job kind.
+    """
+    if kind is not None and kind not in JOB_KINDS.names():
+        raise invalid("kind", f"unknown job kind {kind!r}; registered: {', '.join(JOB_KINDS.names())}")
+    query = select(Job).where(Job.user_id == user.id)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if status is not None:
+        query = query.where(Job.status == status)
+    with ctx.db.reader() as s:
+        return paginate(s, query, Job.id, size, token)
 
 
 def sse(seq: int, event: str, data: dict[str, Any]) -> str:

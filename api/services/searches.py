@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from api.errors import invalid, not_found
 from api.schemas.searches import FIXED_OBJECTIVES, LATENCY, SearchCreate
 from api.services import jobs, targets

@@ -1,4 +1,4 @@
-"""Supernets for the API: a training request checked against the registries before it is queued.
+"""Supernets for the API: a training request checked against the registries before it is queued; a user's supernets.
 
 Checking here turns an unknown space, dataset or strategy into a 422 at submission instead of a
 job that fails later in the worker.
@@ -6,10 +6,17 @@ job that fails later in the worker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
+
+from api.context import ServiceContext
 from api.errors import invalid
 from api.schemas.supernets import SupernetCreate
+from api.services.ownership import owned
+from api.services.pages import paginate
+from store.models import Supernet, User
 from workers.kinds import validate_params
 
 TRAIN_JOB_KIND = "train_supernet"
@@ -36,3 +43,21 @@ def train_params(request: SupernetCreate) -> dict[str, Any]:
         if config[name] not in registered:
             raise invalid(f"config.{name}", f"unknown {name} {config[name]!r}; registered: {', '.join(registered)}")
     return params
+
+
+def list_supernets(
+    ctx: ServiceContext, user: User, size: int, token: str | None
+) -> tuple[Sequence[Supernet], str | None]:
+    """One page of the user's trained supernets, newest first, and the next page's token."""
+    with ctx.db.reader() as s:
+        return paginate(s, select(Supernet).where(Supernet.user_id == user.id), Supernet.id, size, token)
+
+
+def user_supernet(ctx: ServiceContext, user: User, supernet_id: int) -> Supernet:
+    """The user's supernet.
+
+    Raises:
+        ApiError: 404 when there is no such supernet or it is another user's.
+    """
+    with ctx.db.reader() as s:
+        return owned(s, Supernet, supernet_id, user)

@@ -1,27 +1,44 @@
-"""Targets for the API: what a user can see (theirs and the built-in ones), registration, imported tables."""
+"""Targets for the API: seeding, visibility, registration, latency models, measurement tasks as the API shows them.
+
+The built-in targets get their shared rows at start-up (`seed_builtin`); a user sees their own
+targets and the shared ones.
+"""
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from api.errors import ApiError, invalid, not_found
+from api.schemas.targets import TaskOut
+from api.services.pages import paginate
 from predictors.latency import targets as builtin
 from store.artifacts import register_artifact
-from store.models import LatencyTable, Target, User
-from store.target_rows import spec_settings, target_row
+from store.db import Database
+from store.models import AgentTask, Artifact, LatencyTable, Target, User
+from store.target_rows import row_spec, spec_settings, target_row
 
 
-def visible(user: User) -> Any:
-    """SQL condition: targets `user` may use (their own and shared ones)."""
-    return or_(Target.user_id == user.id, Target.user_id.is_(None))
+def seed_builtin(db: Database) -> None:
+    """Give every built-in target its shared row (no owner) if it has none, so that reads never write."""
+    with db.session() as s:
+        for name in builtin.list_targets():
+            target_row(s, name)
+
+
+def list_visible(ctx: ServiceContext, user: User, size: int, token: str | None) -> tuple[Sequence[Target], str | None]:
+    """One page of the targets `user` may use (their own and the shared ones), newest first, and the next token."""
+    query = select(Target).where(or_(Target.user_id == user.id, Target.user_id.is_(None)))
+    with ctx.db.reader() as s:
+        return paginate(s, query, Target.id, size, token)
 
 
 def get_target(session: Session, user: User, name: str, field: str | None = None) -> Target:
@@ -36,7 +53,13 @@ def get_target(session: Session, user: User, name: str, field: str | None = None
     return row
 
 
-def register(session: Session, user: User, spec: dict[str, Any], description: str) -> Target:
+def user_target(ctx: ServiceContext, user: User, name: str) -> Target:
+    """The target `name` as `user` sees it, read (errors as `get_target`)."""
+    with ctx.db.reader() as s:
+        return get_target(s, user, name)
+
+
+def register(ctx: ServiceContext, user: User, spec: dict[str, Any], description: str) -> Target:
     """Add a target of `user` from a `predictors.latency.Target` dict.
 
     Raises:
@@ -50,22 +73,27 @@ def register(session: Session, user: User, spec: dict[str, Any], description: st
         raise ApiError(409, "conflict", f"target name {target.name!r} is a built-in target", "name")
     row = Target(name=target.name, user_id=user.id, device=target.device, runtime=target.runtime,
                  settings=spec_settings(target), description=description)  # fmt: skip
-    session.add(row)
     try:
-        session.flush()
+        with ctx.db.session() as s:
+            s.add(row)
     except IntegrityError:
         raise ApiError(409, "conflict", f"target name {target.name!r} is taken", "name") from None
     return row
 
 
-def import_ofa_tables(ctx: ServiceContext, user: User, target: Target, space: str, tables: dict[str, str]) -> int:
-    """Import OFA-format YAML tables (resolution -> file text) as the target's latency model; returns its id.
+def import_ofa_tables(ctx: ServiceContext, user: User, name: str, space: str, tables: dict[str, str]) -> LatencyTable:
+    """Import OFA-format YAML tables (resolution -> file text) as the latency model of target `name`.
 
     Raises:
-        ApiError: 422 naming the space or the table when they do not fit.
+        ApiError: 404 for a target `user` cannot see; 422 naming ``name`` for a shared target and a
+            user who is not an admin, or naming the space or the table when they do not fit.
     """
     from nas.spaces import get_space
     from predictors.latency import LookupTable
+
+    target = user_target(ctx, user, name)
+    if target.user_id is None and not user.is_admin:
+        raise invalid("name", f"target {name!r} is shared; only an admin can give it a latency model")
 
     try:
         space_obj = get_space(space)
@@ -91,4 +119,47 @@ def import_ofa_tables(ctx: ServiceContext, user: User, target: Target, space: st
         row = LatencyTable(target_id=target.id, space=space, kind="imported", artifact_id=artifact.id, quality=quality)
         s.add(row)
         s.flush()
-        return row.id
+        return row
+
+
+def latency_models(ctx: ServiceContext, user: User, name: str) -> Sequence[LatencyTable]:
+    """The latency models (tables, learned predictors) of target `name`, oldest first (errors as `get_target`)."""
+    with ctx.db.reader() as s:
+        target = get_target(s, user, name)
+        query = select(LatencyTable).where(LatencyTable.target_id == target.id).order_by(LatencyTable.id)
+        return s.scalars(query).all()
+
+
+def task_out(task: AgentTask, target: Target, artifact: Artifact | None, agent_id: int | None) -> TaskOut:
+    """The API form of a measurement task of `target`, its model `artifact`, as agent `agent_id` sees it."""
+    return TaskOut(
+        id=task.id, target=target.name, status=task.status, settings=task.payload["settings"],
+        target_spec=row_spec(target).to_dict(),
+        model_url=f"/v1/agents/{agent_id}/tasks/{task.id}/model" if agent_id is not None else "",
+        model_sha256=artifact.sha256 if artifact is not None else None, lease_expires_at=task.lease_expires_at,
+        result=task.result,
+    )  # fmt: skip
+
+
+def describe_task(ctx: ServiceContext, task: AgentTask, agent_id: int | None) -> TaskOut:
+    """`task_out` of a task, its target and model read from the store."""
+    with ctx.db.reader() as s:
+        target = s.get(Target, task.target_id)
+        assert target is not None
+        artifact = s.get(Artifact, task.artifact_id) if task.artifact_id is not None else None
+        return task_out(task, target, artifact, agent_id)
+
+
+def user_task(ctx: ServiceContext, user: User, name: str, task_id: int) -> TaskOut:
+    """A measurement task `user` queued on target `name`, as the API shows it.
+
+    Raises:
+        ApiError: 404 for a target `user` cannot see, or a task that is not theirs on it.
+    """
+    with ctx.db.reader() as s:
+        target = get_target(s, user, name)
+        task = s.get(AgentTask, task_id)
+        if task is None or task.target_id != target.id or task.payload.get("user_id") != user.id:
+            raise not_found("task", task_id)
+        artifact = s.get(Artifact, task.artifact_id) if task.artifact_id is not None else None
+        return task_out(task, target, artifact, task.agent_id)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from store.models import Job, Subnet, Supernet
 from tests.api_helpers import Users, make_context, make_users
 

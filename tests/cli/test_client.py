@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from cli.client import Client, ClientError
 from store.artifacts import register_artifact
 from store.models import Subnet, Supernet

@@ -20,7 +20,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from nas.data import load_dataset
 from tests.api_helpers import Users, make_context
 from workers.kinds import validate_params

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from nas.spaces import get_space
 from store.models import AgentTask, LatencyMeasurement
 from tests.api_helpers import FakeClock, Users, make_context, make_users, tiny_onnx

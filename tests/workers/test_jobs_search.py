@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.auth import create_token, create_user
-from api.deps import ServiceContext
+from api.context import ServiceContext
 from nas.export import load_bundle
 from nas.spaces import get_space
 from predictors.latency import LookupTable, Target, list_targets, register_target
