@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("url", nargs="?", help="database URL (default: HWNAS_DATABASE_URL or the SQLite file)")
     parser.add_argument("--revision", help="target revision (default: head for upgrade, base for downgrade)")
     args = parser.parse_args(argv)
-    url = args.url or Settings.from_env().db_url
+    url = args.url or Settings().db_url
     if args.action == "upgrade":
         upgrade(url, args.revision or "head")
     else:

@@ -1,24 +1,24 @@
-"""Service settings: one pydantic model read from ``HWNAS_*`` environment variables."""
+"""Service settings: one pydantic-settings model read from ``HWNAS_*`` environment variables."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HWNAS_"
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Where the service keeps its state, and the job runner's timing.
 
-    Every field can be set with the environment variable ``HWNAS_<FIELD>`` (upper case), e.g.
-    ``HWNAS_DATABASE_URL=postgresql+psycopg://user@host/db`` or ``HWNAS_LEASE_S=30``.
+    Every field can be set with the environment variable ``HWNAS_<FIELD>``, e.g.
+    ``HWNAS_DATABASE_URL=postgresql+psycopg://user@host/db`` or ``HWNAS_LEASE_S=30``; values given to
+    the constructor win over the environment, which wins over the defaults.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     home: Path = Field(Path("~/.hwnas"), description="root of the local state (database, artefacts, run dirs)")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite at <home>/hwnas.db")
@@ -35,17 +35,6 @@ class Settings(BaseModel):
         "database call in the thread pool waits up to 5 ms for the busy event loop at every step and "
         "stalls all requests for hundreds of ms under load",
     )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ``HWNAS_*`` variables of `environ` (default: the process environment).
-
-        Raises:
-            pydantic.ValidationError: a variable has a value its field does not accept.
-        """
-        env = os.environ if environ is None else environ
-        values = {name: env[ENV_PREFIX + name.upper()] for name in cls.model_fields if ENV_PREFIX + name.upper() in env}
-        return cls.model_validate(values)
 
     @property
     def home_dir(self) -> Path:

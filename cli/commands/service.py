@@ -23,7 +23,7 @@ def settings_for(home: Path | None) -> Settings:
     """The service settings from ``HWNAS_*``, with `home` instead when given."""
     from store.settings import Settings
 
-    settings = Settings.from_env()
+    settings = Settings()
     return settings.model_copy(update={"home": home}) if home else settings
 
 

@@ -14,7 +14,7 @@ url = config.get_main_option("sqlalchemy.url")
 if not url:
     from store.settings import Settings
 
-    url = Settings.from_env().db_url
+    url = Settings().db_url
 
 # Database() applies the SQLite pragmas (WAL, busy timeout, foreign keys) and creates the file's directory.
 engine = Database(url).engine if url.startswith("sqlite") else create_engine(url)

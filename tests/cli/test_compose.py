@@ -91,11 +91,13 @@ def test_commands_name_real_modules_and_hwnas_commands(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("service", ["api", "worker", "ray-worker"])
-def test_hwnas_variables_are_settings(service: str) -> None:
+def test_hwnas_variables_are_settings(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = {k: str(v) for k, v in SERVICES[service]["environment"].items()}
     names = {k.removeprefix(ENV_PREFIX).lower() for k in env if k.startswith(ENV_PREFIX)}
     assert names <= set(Settings.model_fields) and "database_url" in names
-    settings = Settings.from_env(env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
     assert settings.db_url.startswith("postgresql+psycopg://") and "@postgres:5432/" in settings.db_url
 
 

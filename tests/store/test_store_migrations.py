@@ -1,4 +1,4 @@
-"""The SQL store: migrations up and down on SQLite and PostgreSQL, models in step with them, settings, engines."""
+"""The SQL store: migrations up and down on SQLite and PostgreSQL, models in step with them, engines."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect, select, text
 
 from store.db import Base, Database, downgrade, upgrade
 from store.migrate import current_revision, head_revision, main
 from store.models import Job, JobStatus, User
-from store.settings import Settings
 
 TABLES = {
     "users", "api_tokens", "artifacts", "jobs", "job_status_changes", "job_events", "supernets", "searches",
@@ -91,16 +89,3 @@ def test_sqlite_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
 def test_in_memory_sqlite_is_refused() -> None:
     with pytest.raises(ValueError, match="in-memory"):
         Database("sqlite://")
-
-
-def test_settings_from_environment(tmp_path: Path) -> None:
-    settings = Settings.from_env({"HWNAS_HOME": str(tmp_path), "HWNAS_LEASE_S": "12.5", "PATH": "/bin"})
-    assert settings.db_url == f"sqlite:///{tmp_path / 'hwnas.db'}"
-    assert settings.artifacts_path == tmp_path / "artifacts"
-    assert settings.runs_path == tmp_path / "runs"
-    assert settings.lease_s == 12.5
-    pg = Settings.from_env({"HWNAS_DATABASE_URL": "postgresql+psycopg://u@h/db"})
-    assert pg.db_url == "postgresql+psycopg://u@h/db"
-    assert Settings.from_env({}).home_dir == Path("~/.hwnas").expanduser()
-    with pytest.raises(ValidationError, match="lease_s"):
-        Settings.from_env({"HWNAS_LEASE_S": "-1"})
