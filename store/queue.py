@@ -1,9 +1,7 @@
 """The job queue on the SQL store: submit, claim with a lease, heartbeat, progress, finish, cancel.
 
-Claiming is atomic: on PostgreSQL the candidate row is locked with ``SELECT ... FOR UPDATE SKIP
-LOCKED``; on SQLite the write transaction holds the database lock and the claim is a conditional
-``UPDATE ... WHERE id = :id AND <still claimable>`` whose row count is checked. Every write a
-worker makes afterwards is fenced by the claim's `Lease.token`: once the lease has expired and
+Claims and heartbeats are leases of `store.leases` (atomic on SQLite and PostgreSQL). Every write a
+worker makes after its claim is fenced by the claim's `Lease.token`: once the lease has expired and
 another worker has claimed the job, the old worker's writes match no row and raise `LeaseLostError`.
 
 Timestamps come from the caller's clock (UTC); workers sharing a database need synchronised clocks
@@ -20,16 +18,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.base import UTCDateTime
 from store.db import Database, retrying, utcnow
+from store.leases import LeasedTable
 from store.models import Job, JobEvent, JobStatus, JobStatusChange
 
 ACTIVE = (JobStatus.RUNNING, JobStatus.CANCELLING)
 LEASE_EXPIRED = "lease_expired"
+JOBS = LeasedTable(
+    Job, Job.id, Job.status, Job.lease_expires_at, waiting=JobStatus.QUEUED, leased=JobStatus.RUNNING,
+    attempts=Job.attempts, max_attempts=Job.max_attempts,
+)  # fmt: skip
 
 
 class LeaseLostError(RuntimeError):
@@ -217,37 +220,22 @@ class JobQueue:
             with self.db.session() as s:
                 now = self.clock()
                 self._end_abandoned(s, now)
-                claimable = self._claimable(now)
-                query = select(Job.id, Job.status, Job.lease_owner).where(claimable)
-                if kinds is not None:
-                    query = query.where(Job.kind.in_(list(kinds)))
-                query = query.order_by(Job.priority.desc(), Job.id).limit(1)
-                if self.db.dialect == "postgresql":
-                    query = query.with_for_update(skip_locked=True)
-                candidate = s.execute(query).one_or_none()
-                if candidate is None:
-                    return None
-                job_id, previous, previous_owner = candidate
                 token = uuid.uuid4().hex
-                row = s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, claimable)
-                    .values(
-                        status=JobStatus.RUNNING,
-                        attempts=Job.attempts + 1,
-                        lease_owner=owner,
-                        lease_token=token,
-                        lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                        heartbeat_at=now,
-                        started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),
-                        updated_at=now,
-                        event_seq=Job.event_seq + 1,
-                    )
-                    .returning(Job.attempts, Job.kind, Job.params, Job.user_id, Job.event_seq)
-                ).one_or_none()
-                if row is None:  # another worker got there first
+                claimed = JOBS.claim(
+                    s, now, lease_s,
+                    where=[Job.kind.in_(list(kinds))] if kinds is not None else [],
+                    order_by=[Job.priority.desc(), Job.id],
+                    peek=[Job.status, Job.lease_owner],
+                    values={
+                        "lease_owner": owner, "lease_token": token, "heartbeat_at": now,
+                        "started_at": func.coalesce(Job.started_at, literal(now, UTCDateTime())),
+                        "updated_at": now, "event_seq": Job.event_seq + 1,
+                    },
+                    returning=[Job.attempts, Job.kind, Job.params, Job.user_id, Job.event_seq],
+                )  # fmt: skip
+                if claimed is None:
                     return None
-                attempt, kind, params, user_id, seq = row
+                (job_id, previous, previous_owner), (_, attempt, kind, params, user_id, seq) = claimed
                 reason = "claimed" if previous == JobStatus.QUEUED else f"reclaimed: lease of {previous_owner} expired"
                 self._history(s, job_id, previous, JobStatus.RUNNING, attempt, owner, reason, seq=seq)
                 return Lease(job_id, token, owner, attempt, kind, params, user_id)
@@ -264,15 +252,11 @@ class JobQueue:
         def run() -> JobStatus:
             with self.db.session() as s:
                 now = self.clock()
-                status = s.execute(
-                    update(Job)
-                    .where(self._fence(lease))
-                    .values(lease_expires_at=now + dt.timedelta(seconds=lease_s), heartbeat_at=now)
-                    .returning(Job.status)
-                ).scalar_one_or_none()
-            if status is None:
+                fence = self._fence(lease)
+                row = JOBS.renew(s, now, lease_s, fence, values={"heartbeat_at": now}, returning=[Job.status])
+            if row is None:
                 raise LeaseLostError(f"job {lease.job_id}: lease {lease.token} of {lease.owner} is lost")
-            return JobStatus(status)
+            return JobStatus(row[1])
 
         return retrying(run, attempts=3)
 
@@ -343,13 +327,6 @@ class JobQueue:
         return self._finish(lease, JobStatus.QUEUED, (JobStatus.RUNNING,), reason, lambda _s: {})
 
     # ---- internals ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _claimable(now: dt.datetime) -> ColumnElement[bool]:
-        return or_(
-            Job.status == JobStatus.QUEUED,
-            and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now, Job.attempts < Job.max_attempts),
-        )
 
     @staticmethod
     def _fence(lease: Lease, statuses: Sequence[JobStatus] = ACTIVE) -> ColumnElement[bool]:

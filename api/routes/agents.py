@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES
 from api.routes.params import ResourceId
 from api.routes.responses import SHA_HEADER, stream_artifact
-from api.routes.targets import task_out
 from api.schemas.agents import AgentOut, AgentRegister, ClaimRequest, TaskResult
 from api.schemas.common import Page as PageOut
 from api.schemas.targets import TaskOut
 from api.services import agents
-from api.services.pages import paginate
-from store.models import Agent, Artifact, Target
+from store.models import Agent
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], responses=ERROR_RESPONSES)
 
@@ -34,10 +31,8 @@ def register(body: AgentRegister, ctx: Context, user: CurrentUser) -> AgentOut:
 @router.get("")
 def list_agents(ctx: Context, user: CurrentUser, page: Page) -> PageOut[AgentOut]:
     """Your agents, newest first."""
-    with ctx.db.reader() as s:
-        rows, token = paginate(s, select(Agent).where(Agent.user_id == user.id), Agent.id, page.page_size,
-                               page.page_token)  # fmt: skip
-        return PageOut[AgentOut](items=[_out(r) for r in rows], next_page_token=token)
+    rows, token = agents.list_agents(ctx, user, page.page_size, page.page_token)
+    return PageOut[AgentOut](items=[_out(r) for r in rows], next_page_token=token)
 
 
 @router.post(
@@ -48,13 +43,7 @@ def list_agents(ctx: Context, user: CurrentUser, page: Page) -> PageOut[AgentOut
 def claim(agent_id: ResourceId, body: ClaimRequest, ctx: Context, user: CurrentUser) -> Response | TaskOut:
     """Lease the next measurement task of a target to this agent (204 when there is none)."""
     task = agents.claim(ctx, user, agent_id, body.target, body.lease_s or ctx.agent_lease_s)
-    if task is None:
-        return Response(status_code=204)
-    with ctx.db.reader() as s:
-        target = s.get(Target, task.target_id)
-        assert target is not None
-        artifact = s.get(Artifact, task.artifact_id) if task.artifact_id is not None else None
-        return task_out(task, target, artifact, agent_id)
+    return Response(status_code=204) if task is None else task
 
 
 @router.get(
@@ -76,8 +65,4 @@ def post_result(
 ) -> TaskOut:
     """The outcome of a task this agent holds (409 if it does not; 422 for non-finite or non-positive latency)."""
     measurement = agents.check_measurement(body.measurement) if body.measurement is not None else None
-    task = agents.finish(ctx, user, agent_id, task_id, measurement, body.error)
-    with ctx.db.reader() as s:
-        target = s.get(Target, task.target_id)
-        assert target is not None
-        return task_out(task, target, s.get(Artifact, task.artifact_id) if task.artifact_id else None, agent_id)
+    return agents.finish(ctx, user, agent_id, task_id, measurement, body.error)

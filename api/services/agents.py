@@ -1,31 +1,33 @@
-"""Remote device agents and their measurement tasks, handed out with leases.
+"""Remote device agents for the API: registration, and their measurement tasks (`store.agent_tasks`).
 
-A task is QUEUED, then CLAIMED by one agent until its lease expires; an expired CLAIMED task is
-claimable again (by any agent of the target), so a vanished agent delays a task by one lease.
-Only the agent that holds a task may post its result (DONE, or FAILED with the agent's message).
-An agent sees the tasks of its user's own targets; the shared built-in targets' tasks go to
-admins' agents only (other users' models must not travel to a user's device).
+An agent sees the tasks of its user's own targets; the shared built-in targets' tasks go to admins'
+agents only (other users' models must not travel to a user's device). Only the agent that holds a
+task may fetch its model and post its result.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.context import ServiceContext
 from api.errors import ApiError, invalid, not_found
+from api.schemas.targets import TaskOut
 from api.services import targets
+from api.services.ownership import owned
+from api.services.pages import paginate
 from predictors.latency.measure import Measurement, MeasureSettings, validate_latency
+from store import agent_tasks
+from store.agent_tasks import CLAIMED
 from store.artifacts import register_artifact
 from store.db import retrying
-from store.models import Agent, AgentTask, Artifact, LatencyMeasurement, Target, User
+from store.models import Agent, AgentTask, Artifact, Target, User
 
-QUEUED, CLAIMED, DONE, FAILED = "QUEUED", "CLAIMED", "DONE", "FAILED"
 _LATENCIES = ("median_ms", "p90_ms", "p95_ms", "mean_ms")
 
 
@@ -52,16 +54,10 @@ def register_agent(
         return agent
 
 
-def user_agent(session: Session, user: User, agent_id: int) -> Agent:
-    """The user's agent.
-
-    Raises:
-        ApiError: 404 when unknown or another user's.
-    """
-    agent = session.get(Agent, agent_id)
-    if agent is None or agent.user_id != user.id:
-        raise not_found("agent", agent_id)
-    return agent
+def list_agents(ctx: ServiceContext, user: User, size: int, token: str | None) -> tuple[Sequence[Agent], str | None]:
+    """One page of the user's agents, newest first, and the next page's token."""
+    with ctx.db.reader() as s:
+        return paginate(s, select(Agent).where(Agent.user_id == user.id), Agent.id, size, token)
 
 
 def create_task(
@@ -101,24 +97,13 @@ def create_task(
         target = targets.get_target(s, user, target_name, "target")
         stored = ctx.store.put(f"agent_tasks/{target.name}/{uuid.uuid4().hex}.onnx", onnx)
         artifact = register_artifact(s, stored, kind="onnx", job_id=job_id, user_id=user.id)
-        payload = {
-            "settings": (settings or MeasureSettings()).to_dict(),
-            "space": space,
-            "arch": arch,
-            "arch_key": arch_key,
-            "user_id": user.id,
-        }
-        task = AgentTask(target_id=target.id, job_id=job_id, payload=payload, artifact_id=artifact.id, status=QUEUED)
-        s.add(task)
-        s.flush()
-        return task
+        return agent_tasks.add_task(
+            s, target.id, artifact.id, settings or MeasureSettings(), user_id=user.id, space=space, arch=arch,
+            arch_key=arch_key, job_id=job_id,
+        )  # fmt: skip
 
 
-def _claimable(now: dt.datetime) -> Any:
-    return or_(AgentTask.status == QUEUED, and_(AgentTask.status == CLAIMED, AgentTask.lease_expires_at < now))
-
-
-def claim(ctx: ServiceContext, user: User, agent_id: int, target_name: str, lease_s: float) -> AgentTask | None:
+def claim(ctx: ServiceContext, user: User, agent_id: int, target_name: str, lease_s: float) -> TaskOut | None:
     """Lease the oldest claimable task of the target to the agent; None when there is none.
 
     Raises:
@@ -128,34 +113,17 @@ def claim(ctx: ServiceContext, user: User, agent_id: int, target_name: str, leas
     def run() -> AgentTask | None:
         with ctx.db.session() as s:
             now = ctx.clock()
-            agent = user_agent(s, user, agent_id)
+            agent = owned(s, Agent, agent_id, user)
             target = targets.get_target(s, user, target_name, "target")
             if target.name not in agent.targets:
                 raise invalid("target", f"agent {agent.name!r} is registered for {agent.targets}, not {target.name!r}")
             agent.last_seen_at = now
             if target.user_id is None and not user.is_admin:
                 return None
-            query = select(AgentTask.id).where(AgentTask.target_id == target.id, _claimable(now))
-            query = query.order_by(AgentTask.id).limit(1)
-            if ctx.db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            task_id = s.scalars(query).first()
-            if task_id is None:
-                return None
-            taken = s.execute(
-                update(AgentTask)
-                .where(AgentTask.id == task_id, _claimable(now))
-                .values(status=CLAIMED, agent_id=agent.id, lease_expires_at=now + dt.timedelta(seconds=lease_s))
-                .execution_options(synchronize_session=False)
-            )
-            if not taken.rowcount:  # type: ignore[attr-defined]
-                return None
-            task = s.get(AgentTask, task_id)
-            assert task is not None
-            s.refresh(task)
-            return task
+            return agent_tasks.claim_task(s, target.id, agent.id, now, lease_s)
 
-    return retrying(run)
+    task = retrying(run)
+    return None if task is None else targets.describe_task(ctx, task, agent_id)
 
 
 def held_task(session: Session, user: User, agent_id: int, task_id: int) -> tuple[Agent, AgentTask]:
@@ -164,12 +132,12 @@ def held_task(session: Session, user: User, agent_id: int, task_id: int) -> tupl
     Raises:
         ApiError: 404 for an unknown agent or task (or one of another user); 409 when the agent does not hold it.
     """
-    agent = user_agent(session, user, agent_id)
+    agent = owned(session, Agent, agent_id, user)
     task = session.get(AgentTask, task_id)
     target = session.get(Target, task.target_id) if task is not None else None
     if task is None or target is None or (target.user_id is not None and target.user_id != user.id):
         raise not_found("task", task_id)
-    if task.status != CLAIMED or task.agent_id != agent.id:
+    if not agent_tasks.holds(task, agent.id):
         holder = "another agent" if task.status == CLAIMED else f"nobody (it is {task.status})"
         raise ApiError(409, "not_held", f"task {task_id} is held by {holder}, not by agent {agent.id}")
     return agent, task
@@ -206,7 +174,7 @@ def check_measurement(data: dict[str, Any]) -> Measurement:
 
 def finish(
     ctx: ServiceContext, user: User, agent_id: int, task_id: int, measurement: Measurement | None, error: str | None
-) -> AgentTask:
+) -> TaskOut:
     """Record the held task's outcome: DONE with the measurement (and its `LatencyMeasurement`), or FAILED.
 
     Raises:
@@ -215,22 +183,9 @@ def finish(
     with ctx.db.session() as s:
         agent, task = held_task(s, user, agent_id, task_id)
         now = ctx.clock()
-        task.finished_at, task.lease_expires_at = now, None
         agent.last_seen_at = now
-        if measurement is None:
-            task.status, task.result = FAILED, {"error": error or "the agent reported a failure", "agent": agent.name}
-            return task
-        task.status, task.result = DONE, {**measurement.to_dict(), "agent": agent.name}
-        payload = task.payload
-        if payload.get("arch") is not None:
-            row = LatencyMeasurement(
-                target_id=task.target_id, space=payload["space"], arch_key=payload["arch_key"], arch=payload["arch"],
-                latency_ms=measurement.median_ms, std_ms=measurement.cv * measurement.mean_ms,
-                repeats=measurement.runs, source=f"agent:{agent.name}", measured_at=now,
-            )  # fmt: skip
-            s.add(row)
-        s.flush()
-        return task
+        agent_tasks.finish_task(s, task, agent, now, measurement, error)
+    return targets.describe_task(ctx, task, agent_id)
 
 
 def decode_model(text: str) -> bytes:
