@@ -1,11 +1,15 @@
 """A small Python client of the hwnas REST API (what the ``hwnas`` CLI uses); it needs only httpx.
 
-from cli.client import Client
-with Client("http://127.0.0.1:8000", token) as client:
-search = client.submit_search({"supernet_id": 3, "objectives": ["accuracy", "macs"]})
-for event in client.events(search["job_id"]):
-print(event.event, event.data)
-client.download(client.pareto(search["id"])["points"][0]["subnet_id"], "best.onnx")
+Requests go through `workers.http_client.HttpClient`: a request that could not connect, and an
+idempotent one that broke off or got 502/503/504, is sent again with back-off (`RetryPolicy`).
+Submissions carry an ``Idempotency-Key`` (a fresh one unless given), so they are retried too.
+
+    from cli.client import Client
+    with Client("http://127.0.0.1:8000", token) as client:
+        search = client.submit_search({"supernet_id": 3, "objectives": ["accuracy", "macs"]})
+        for event in client.events(search["job_id"]):
+            print(event.event, event.data)
+        client.download(client.pareto(search["id"])["points"][0]["subnet_id"], "best.onnx")
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 import httpx
+
+from workers.http_client import IDEMPOTENCY_HEADER, IDEMPOTENT, HttpClient, RetryPolicy
 
 SHA_HEADER = "X-Content-SHA256"
 STREAM_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive comment every 15 s of silence
@@ -81,17 +88,24 @@ class Client:
         server_url: e.g. ``http://127.0.0.1:8000``.
         token: an API token (``hwnas admin create-token``).
         timeout: seconds to wait for a connection or a response.
-        transport: an httpx transport instead of the network (e.g. ``httpx.ASGITransport(app)``).
+        retry: which failed requests are sent again, how often (default: `RetryPolicy()`).
+        transport: an httpx transport instead of the network (e.g. ``httpx.MockTransport``).
     """
 
     def __init__(
-        self, server_url: str, token: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+        self,
+        server_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.timeout = timeout
-        self._http = httpx.Client(
+        self._http = HttpClient(
             base_url=self.server_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout,
-            transport=transport,
+            transport=transport, retry=retry,
         )  # fmt: skip
 
     def __enter__(self) -> Client:
@@ -124,14 +138,21 @@ class Client:
 
     @staticmethod
     def _key(idempotency_key: str | None) -> dict[str, str]:
-        return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        """The ``Idempotency-Key`` header: the given key, or a fresh one that makes this call's retries safe."""
+        return {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
 
     def submit_supernet(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        """Queue the training of a supernet (``POST /v1/supernets``); returns the job."""
+        """Queue the training of a supernet (``POST /v1/supernets``); returns the job.
+
+        A repeat with the same `idempotency_key` returns the first job (default: a fresh key per call).
+        """
         return self._json("POST", "/v1/supernets", json=body, headers=self._key(idempotency_key))
 
     def submit_search(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> dict[str, Any]:
-        """Queue a search (``POST /v1/searches``); returns the search (its ``job_id`` is the job to watch)."""
+        """Queue a search (``POST /v1/searches``); returns the search (its ``job_id`` is the job to watch).
+
+        A repeat with the same `idempotency_key` returns the first search (default: a fresh key per call).
+        """
         return self._json("POST", "/v1/searches", json=body, headers=self._key(idempotency_key))
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -174,7 +195,7 @@ class Client:
 
     def cancel(self, search_id: int) -> dict[str, Any]:
         """Ask a search to stop; returns the search with its job's new status."""
-        return self._json("POST", f"/v1/searches/{search_id}/cancel")
+        return self._json("POST", f"/v1/searches/{search_id}/cancel", extensions={IDEMPOTENT: True})
 
     def pareto(self, search_id: int) -> dict[str, Any]:
         """The search's Pareto front: ``{search_id, status, objectives, directions, points}``."""

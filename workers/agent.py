@@ -4,8 +4,9 @@ Runs where only onnxruntime, numpy and httpx are installed (an ARM board, a phon
 imports neither torch nor the service's SQL or web stack. It registers itself for the target
 with this machine's environment, then loops: claim a task (an ONNX model + measurement
 settings), download and verify the model, measure it with ONNX Runtime, post the result.
-Network errors and 5xx answers are retried with exponential back-off; a 4xx answer is an error
-the user must fix (a bad token, an unknown target) and ends the agent.
+Requests go through `workers.http_client` with `AGENT_RETRY`: network errors and transient answers
+(408, 425, 429, 5xx) are retried with exponential back-off; a 4xx answer is an error the user must
+fix (a bad token, an unknown target) and ends the agent.
 """
 
 from __future__ import annotations
@@ -18,16 +19,20 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from predictors.latency.measure import MeasureSettings, environment, measure_onnx
 from predictors.latency.targets import Target
+from workers.http_client import IDEMPOTENT, HttpClient, RetryPolicy
 
 log = logging.getLogger("hwnas.agent")
-T = TypeVar("T")
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+AGENT_RETRY = RetryPolicy(
+    attempts=9, backoff_s=0.5, max_backoff_s=30.0, statuses=frozenset({408, 425, 429, 500, 502, 503, 504}),
+    errors=(httpx.TransportError,),
+)  # fmt: skip
+"""An agent waits out a service that restarts or is overloaded for about a minute and a half."""
 
 
 class AgentError(RuntimeError):
@@ -45,59 +50,43 @@ def _error_message(response: httpx.Response) -> str:
 class AgentClient:
     """The service's agent endpoints, with retries.
 
+    Every request of the agent may be sent again: registering is an upsert by name, a repeated
+    result gets 409 (the agent no longer holds the task: it was recorded), and a repeated claim
+    leaves the task of the lost answer leased to this agent until its lease expires, when it is
+    claimed again.
+
     Args:
         server: the service's base URL, e.g. ``https://hwnas.example.org``.
         token: an API token.
-        retries: attempts per request after network errors or 5xx answers.
-        backoff_s: the first wait between attempts (doubling, at most `max_backoff_s`).
-        max_backoff_s: the longest wait.
+        retry: which failures are retried, how often.
         transport: an httpx transport (tests).
     """
 
     def __init__(
-        self,
-        server: str,
-        token: str,
-        *,
-        retries: int = 8,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        self, server: str, token: str, *, retry: RetryPolicy = AGENT_RETRY, transport: httpx.BaseTransport | None = None
     ) -> None:
-        self.http = httpx.Client(
+        self.http = HttpClient(
             base_url=server.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=60.0,
-            transport=transport,
+            transport=transport, retry=retry,
         )  # fmt: skip
-        self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
 
     def close(self) -> None:
         """Close the connections."""
         self.http.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request, retrying network errors and 5xx answers with back-off.
+        """Send a request (retried as the client's policy says).
 
         Raises:
-            AgentError: a 4xx answer other than 409 (the caller handles 409), or retries exhausted.
+            AgentError: a 4xx answer other than 409 (the caller handles 409), or a failure that outlasted the retries.
         """
-        wait = self.backoff_s
-        for attempt in range(1, self.retries + 2):
-            try:
-                response = self.http.request(method, path, **kwargs)
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
-            else:
-                if response.status_code not in RETRY_STATUSES:
-                    if response.status_code >= 400 and response.status_code != 409:
-                        raise AgentError(f"{method} {path}: {_error_message(response)}")
-                    return response
-                problem = _error_message(response)
-            if attempt > self.retries:
-                raise AgentError(f"{method} {path}: gave up after {attempt} attempts: {problem}")
-            log.warning("%s %s failed (%s); retrying in %.1fs", method, path, problem, wait)
-            time.sleep(wait)
-            wait = min(self.max_backoff_s, wait * 2)
-        raise AssertionError("unreachable")
+        try:
+            response = self.http.request(method, path, extensions={IDEMPOTENT: True}, **kwargs)
+        except httpx.TransportError as error:
+            raise AgentError(f"{method} {path}: gave up: {type(error).__name__}: {error}") from None
+        if response.status_code >= 400 and response.status_code != 409:
+            raise AgentError(f"{method} {path}: {_error_message(response)}")
+        return response
 
     def target(self, name: str) -> Target:
         """The target's measurement spec, as the service knows it."""

@@ -193,6 +193,15 @@ def test_client_errors_are_one_line_and_exit_1(
     assert code == 1 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
 
 
+def test_a_command_waits_for_a_server_that_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with live_server(tmp_path, start_after_s=1.0) as late:
+        monkeypatch.setenv("HWNAS_SERVER", late.url)
+        monkeypatch.setenv("HWNAS_TOKEN", late.token())
+        assert run(capsys, "ls", "jobs") == (0, "no jobs\n", "")
+
+
 def test_missing_server_or_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("HWNAS_SERVER", raising=False)
     monkeypatch.delenv("HWNAS_TOKEN", raising=False)

@@ -23,6 +23,7 @@ from cli.client import Client, ClientError
 from store.artifacts import register_artifact
 from store.models import Subnet, Supernet
 from tests.api_helpers import Users, make_context, make_users
+from workers.http_client import RetryPolicy
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 ARCH = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32}
@@ -41,18 +42,23 @@ class Live:
 
 
 @contextmanager
-def live_server(home: Path) -> Iterator[Live]:
-    """The app on a free loopback port, in a thread, for the duration of the block."""
+def live_server(home: Path, *, start_after_s: float = 0.0) -> Iterator[Live]:
+    """The app on a free loopback port, in a thread, for the duration of the block.
+
+    With `start_after_s`, the block begins at once and the server listens only that much later, as
+    a service that restarts: until then, connections are refused.
+    """
     ctx = make_context(home, sse_poll_s=0.01)
     users = make_users(ctx.db)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Timer(start_after_s, server.run)
+    thread.daemon = True
     thread.start()
     try:
-        while not server.started:
+        while not start_after_s and not server.started:
             time.sleep(0.02)
         yield Live(f"http://127.0.0.1:{port}", ctx, users)
     finally:
@@ -153,6 +159,18 @@ def test_errors_are_client_errors_with_code_and_field(live: Live) -> None:
     with Client(live.url, "wrong") as bad, pytest.raises(ClientError) as error:
         bad.job(1)
     assert error.value.status == 401
-    with Client("http://127.0.0.1:9", "t", timeout=2) as nowhere, pytest.raises(ClientError) as error:
+    with (
+        Client("http://127.0.0.1:9", "t", timeout=2, retry=RetryPolicy(attempts=2, backoff_s=0.01)) as nowhere,
+        pytest.raises(ClientError) as error,
+    ):
         nowhere.job(1)
     assert error.value.status == 0 and "cannot reach" in str(error.value)
+
+
+def test_requests_wait_for_a_server_that_restarts(tmp_path: Path) -> None:
+    retry = RetryPolicy(attempts=40, backoff_s=0.05, max_backoff_s=0.25)
+    with live_server(tmp_path, start_after_s=0.5) as live, Client(live.url, live.token(), retry=retry) as client:
+        with pytest.raises(ClientError) as answered:  # refused, so sent again until the service answers
+            client.submit_search({"supernet_id": 99, "objectives": ["accuracy"], "budget": 10})
+        assert (answered.value.status, answered.value.code) == (404, "not_found")
+        assert client.list("searches")["items"] == []

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,8 @@ from api.context import ServiceContext
 from nas.spaces import get_space
 from store.models import AgentTask, LatencyMeasurement
 from tests.api_helpers import FakeClock, Users, make_context, make_users, tiny_onnx
+from tests.workers.flaky import flaky_server, free_port
+from workers.agent import AGENT_RETRY, AgentClient, AgentError
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 MEASUREMENT = {
@@ -114,17 +116,24 @@ def test_ofa_yaml_table_import_and_model_quality(client: TestClient, users: User
     assert [m["kind"] for m in models] == ["imported"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def test_the_agent_waits_out_transient_answers_and_stops_at_a_refusal() -> None:
+    retry = replace(AGENT_RETRY, backoff_s=0.01, max_backoff_s=0.05)
+    with flaky_server() as flaky:
+        client = AgentClient(f"http://127.0.0.1:{flaky.server_address[1]}", "t", retry=retry)
+        flaky.script, flaky.done = [503, 0, 500, 429], 204
+        assert client.claim(1, "board-ort") is None and flaky.seen == ["POST"] * 5, "a claim is safe to repeat"
+        flaky.script, flaky.seen = [502, 404], []
+        with pytest.raises(AgentError, match="404"):
+            client.claim(1, "board-ort")
+        assert len(flaky.seen) == 2
+        client.close()
 
 
 def test_agent_end_to_end_in_a_subprocess(tmp_path: Path) -> None:
     ctx = make_context(tmp_path)
     users = make_users(ctx.db)
     token = users.a["Authorization"].removeprefix("Bearer ")
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
