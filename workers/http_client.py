@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,16 +76,13 @@ class HttpClient(httpx.Client):
     """An `httpx.Client` whose every request (streams too) is retried as `retry` says.
 
     Args:
-        retry: the retry policy.
-        sleep: how to wait between tries (tests).
+        retry: the retry policy (default: `RetryPolicy()`).
         **kwargs: `httpx.Client`'s arguments (``base_url``, ``headers``, ``timeout``, ``transport``, ...).
     """
 
-    def __init__(
-        self, *, retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, retry: RetryPolicy | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.retry, self.sleep = retry or RetryPolicy(), sleep
+        self.retry = retry or RetryPolicy()
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         """Send `request`, again after transient failures; the last answer, or the last error raised.
@@ -117,5 +113,5 @@ class HttpClient(httpx.Client):
                 "%s %s: %s; try %d of %d in %.1fs", request.method, request.url, problem, attempt + 1,
                 self.retry.attempts, wait,
             )  # fmt: skip
-            self.sleep(wait)
+            time.sleep(wait)
         raise AssertionError("unreachable")
