@@ -10,7 +10,6 @@ from api.routes.params import ResourceId
 from api.schemas.common import Page as PageOut
 from api.schemas.targets import LatencyModelOut, TableImport, TargetCreate, TargetOut, TaskCreate, TaskOut
 from api.services import agents, targets
-from api.services.targets import task_out as task_out  # for routes/agents.py until it imports api.services.targets
 from predictors.latency import MeasureSettings
 from store.models import LatencyTable, Target
 

@@ -12,11 +12,10 @@ from api.services.ownership import owned
 from store.artifacts import read_artifact
 from store.models import Artifact, Subnet, User
 
-# The member names of a bundle (nas.export's ONNX_FILE, WEIGHTS_FILE, META_FILE; nas.export imports torch).
 MEMBERS = {"onnx": "model.onnx", "safetensors": "weights.safetensors"}
-"""The bundle member of each single-file download format."""
+"""The bundle member of each single-file download format (nas.export's ONNX_FILE and WEIGHTS_FILE; it imports torch)."""
 META = "arch.json"
-"""The bundle member that records the other members' sha256."""
+"""The bundle member that records the other members' sha256 (nas.export's META_FILE)."""
 
 
 def user_subnet(ctx: ServiceContext, user: User, subnet_id: int) -> Subnet:
