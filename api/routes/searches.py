@@ -8,8 +8,6 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.context import ServiceContext
@@ -19,17 +17,12 @@ from api.routes.params import IdempotencyKey, ResourceId
 from api.routes.responses import accepted
 from api.schemas.common import Page as PageOut
 from api.schemas.searches import ParetoOut, ParetoPoint, SearchCreate, SearchOut
+from api.services import searches
 from api.services.fronts import RenderedFront
-from api.services.pages import paginate
-from api.services.searches import create_search
-from store.models import Job, JobStatus, Search, Subnet, User
+from store.models import JobStatus, Search
 
 MEDIA = {"json": "application/json", "csv": "text/csv"}
 router = APIRouter(prefix="/v1/searches", tags=["searches"], responses=ERROR_RESPONSES)
-EMPTY_REASON = Job.result["reason"].as_string()
-"""The search job's explanation of an empty front, read in SQL (the whole result holds every member)."""
-DRIFT = Job.result["drift"]
-"""The search job's per-target drift of its latency measurements, read in SQL."""
 
 
 def _out(search: Search, status: JobStatus | None, empty_reason: str | None) -> SearchOut:
@@ -41,29 +34,12 @@ def _out(search: Search, status: JobStatus | None, empty_reason: str | None) -> 
     )  # fmt: skip
 
 
-def _search(s: Session, search_id: int) -> tuple[Search, JobStatus | None, str | None]:
-    """The search, its job's status and why its front is empty (if it is), whoever owns it (404 when there is none)."""
-    row = s.execute(
-        select(Search, Job.status, EMPTY_REASON).outerjoin(Job, Job.id == Search.job_id).where(Search.id == search_id)
-    ).one_or_none()
-    if row is None:
-        raise not_found("search", search_id)
-    return row[0], row[1], row[2]
-
-
-def _user_search(s: Session, user: User, search_id: int) -> tuple[Search, JobStatus | None, str | None]:
-    found = _search(s, search_id)
-    if found[0].user_id != user.id:
-        raise not_found("search", search_id)
-    return found
-
-
 @router.post("", status_code=202, responses={202: {"description": "queued; Location: the search"}})
 def post_search(
     body: SearchCreate, response: Response, ctx: Context, user: CurrentUser, idempotency_key: IdempotencyKey = None
 ) -> SearchOut:
     """Queue a search of one of your supernets."""
-    search, job, created = create_search(ctx, user, body, idempotency_key)
+    search, job, created = searches.create_search(ctx, user, body, idempotency_key)
     accepted(response, f"/v1/searches/{search.id}", created)
     return _out(search, job.status, (job.result or {}).get("reason"))
 
@@ -72,27 +48,22 @@ def post_search(
 def list_searches(ctx: Context, user: CurrentUser, page: Page) -> PageOut[SearchOut]:
     """Your searches, newest first."""
     with ctx.db.reader() as s:
-        rows, token = paginate(s, select(Search).where(Search.user_id == user.id), Search.id, page.page_size,
-                               page.page_token)  # fmt: skip
-        ids = [r.job_id for r in rows if r.job_id is not None]
-        query = select(Job.id, Job.status, EMPTY_REASON).where(Job.id.in_(ids))
-        jobs = {job_id: (status, reason) for job_id, status, reason in s.execute(query)}
-        items = [_out(r, *jobs.get(r.job_id or 0, (None, None))) for r in rows]
-        return PageOut[SearchOut](items=items, next_page_token=token)
+        rows, token = searches.list_searches(s, user, page.page_size, page.page_token)
+        return PageOut[SearchOut](items=[_out(*row) for row in rows], next_page_token=token)
 
 
 @router.get("/{search_id}")
 def get_search(search_id: ResourceId, ctx: Context, user: CurrentUser) -> SearchOut:
     """One search and its job's status."""
     with ctx.db.reader() as s:
-        return _out(*_user_search(s, user, search_id))
+        return _out(*searches.user_search(s, user, search_id))
 
 
 @router.post("/{search_id}/cancel", status_code=202)
 def cancel_search(search_id: ResourceId, ctx: Context, user: CurrentUser) -> SearchOut:
     """Ask the search to stop (a queued one is cancelled at once, a running one at its next check)."""
     with ctx.db.reader() as s:
-        search, _, empty_reason = _user_search(s, user, search_id)
+        search, _, empty_reason = searches.user_search(s, user, search_id)
     status = ctx.queue.cancel(search.job_id, user_id=user.id) if search.job_id is not None else None
     return _out(search, status, empty_reason)
 
@@ -126,14 +97,13 @@ def _render_front(ctx: ServiceContext, search_id: int, fmt: str) -> RenderedFron
     route answers 404 to anyone but the owner.
     """
     with ctx.db.reader() as s:
-        search, status, empty_reason = _search(s, search_id)
-        query = select(Subnet).where(Subnet.search_id == search.id, Subnet.pareto_rank == 0).order_by(Subnet.id)
+        search, status, empty_reason = searches.search_state(s, search_id)
+        rows, drift = searches.front_rows(s, search)
         points = [
             ParetoPoint(subnet_id=r.id, arch_key=r.arch_key, arch=r.arch, predicted=r.predicted,
                         validated=r.validated, pareto_rank=r.pareto_rank)
-            for r in s.scalars(query)
+            for r in rows
         ]  # fmt: skip
-        drift = s.scalar(select(DRIFT).where(Job.id == search.job_id)) if search.job_id is not None else None
     front = ParetoOut(
         search_id=search.id, status=status, objectives=search.objectives, directions=search.directions, points=points,
         empty_reason=empty_reason, measurement_drift=drift or None,

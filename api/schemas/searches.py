@@ -1,24 +1,15 @@
-"""Searches: the request (validated against the supernet, the targets and the algorithm registry) and results.
-
-Objective names: ``accuracy`` (maximised by default), ``macs`` and ``params`` (minimised), and
-``latency:<target>`` (minimised, ms) for each of the search's targets; with exactly one target,
-``latency`` means ``latency:<that target>``.
-"""
+"""Searches: the request (a `predictors.search_spec.SearchGoal` on one of the user's supernets) and results."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import Strict
+from predictors.search_spec import SearchGoal
 from store.models import JobStatus
 
-Direction = Literal["min", "max"]
-Bound = float | tuple[float | None, float | None]
-FIXED_OBJECTIVES: dict[str, Direction] = {"accuracy": "max", "macs": "min", "params": "min"}
-LATENCY = "latency"
 EMPTY_REASON_DOC = "why the ended search's front is empty (null while it runs, and when the front has members)"
 EMPTY_REASON_EXAMPLE = "no subnet met latency:cpu-ort <= 0.1: the smallest value seen was 0.3127 after 1000 evaluations"
 
@@ -34,40 +25,17 @@ SEARCH_EXAMPLE: dict[str, Any] = {
 }
 
 
-class SearchCreate(Strict):
-    """Search a trained supernet for subnets that optimise the objectives under the constraints on the targets."""
+class SearchCreate(SearchGoal):
+    """Search a trained supernet for subnets that optimise the objectives under the constraints on the targets.
+
+    The goal's fields are validated by `SearchGoal` (objective names, the ``latency`` alias,
+    directions, constraints, algorithm, budgets); the supernet and the targets are checked against
+    the user's rows by the service.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [SEARCH_EXAMPLE]})
 
     supernet_id: int = Field(ge=1, le=2**63 - 1, description="a trained supernet of yours")
-    objectives: list[str] = Field(
-        min_length=1, max_length=8, description="accuracy, macs, params, latency:<target> (or latency with one target)"
-    )
-    directions: dict[str, Direction] = Field(
-        default_factory=dict, description="objective -> min or max (default: max for accuracy, min otherwise)"
-    )
-    constraints: dict[str, Bound] = Field(
-        default_factory=dict,
-        description="objective -> bound: a number bounds the bad side, [low, high] both (either may be null)",
-    )
-    targets: list[str] = Field(default_factory=list, max_length=8, description="latency targets (see /v1/targets)")
-    algorithm: str = Field("evolution", description="a registered search algorithm (nas.search.list_algorithms)")
-    budget: int = Field(1000, ge=1, le=10_000_000, description="objective evaluations (subnets scored)")
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    predictor_samples: int = Field(
-        100, ge=10, le=100_000, description="subnets evaluated for real (validation split) to fit the accuracy model"
-    )
-    export_limit: int = Field(
-        20, ge=0, le=1000, description="front members validated on their exported bundle and made downloadable"
-    )
-
-    @field_validator("objectives", "targets")
-    @classmethod
-    def _unique(cls, values: list[str]) -> list[str]:
-        duplicates = sorted({v for v in values if values.count(v) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate names {duplicates}")
-        return values
 
 
 class SearchOut(BaseModel):

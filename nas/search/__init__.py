@@ -18,7 +18,6 @@ from nas.search.core import search
 from nas.search.objectives import CostObjective
 from nas.search.problem import Problem
 from nas.search.result import HistoryEntry, SearchResult
-from nas.search.validate import ValidatedMember, supernet_accuracy, validate_front
 
 __all__ = [
     "ALGORITHMS",
@@ -29,10 +28,7 @@ __all__ = [
     "SearchContext",
     "SearchProgress",
     "SearchResult",
-    "ValidatedMember",
     "list_algorithms",
     "register_algorithm",
     "search",
-    "supernet_accuracy",
-    "validate_front",
 ]

@@ -2,7 +2,8 @@
 
 Built in: ``train_supernet``, ``build_latency_table``, ``search``, ``export_subnet`` and ``noop`` (a trivial
 job for tests and benchmarks).
-Add a kind with ``@register_job_kind("name")`` on a `JobKind` subclass.
+Add a kind with ``@register_job_kind("name")`` on a `TypedJobKind` subclass (pydantic parameters, inputs and
+result; `JobKind` is the JSON interface the runner uses).
 """
 
 from workers.kinds import export, latency, noop, search, train
@@ -10,6 +11,8 @@ from workers.kinds.base import (
     JOB_KINDS,
     JobError,
     JobKind,
+    NoInputs,
+    TypedJobKind,
     WorkCancelledError,
     WorkContext,
     get_job_kind,
@@ -21,6 +24,8 @@ __all__ = [
     "JOB_KINDS",
     "JobError",
     "JobKind",
+    "NoInputs",
+    "TypedJobKind",
     "WorkCancelledError",
     "WorkContext",
     "export",

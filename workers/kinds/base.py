@@ -17,6 +17,8 @@ from store.artifacts import ArtifactStore
 from store.queue import Lease
 
 P = TypeVar("P", bound=BaseModel)
+In = TypeVar("In", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -122,6 +124,46 @@ class JobKind(ABC, Generic[P]):
 
     def persist(self, session: Session, lease: Lease, params: P, result: dict[str, Any]) -> dict[str, Any]:
         """Write the result's rows in the completion transaction; returns fields to add to the result."""
+        return {}
+
+
+class NoInputs(BaseModel):
+    """The inputs of a kind that needs nothing from the database."""
+
+
+class TypedJobKind(JobKind[P], Generic[P, In, R]):
+    """A job kind whose inputs and result are pydantic models (`Inputs`, `Result`); the built-in kinds are.
+
+    The runner speaks JSON (`JobKind`); this class turns it into the models and back: subclasses
+    implement `resolve` (the inputs, from the database), `work` (the work) and `record` (the rows).
+    The stored result is ``Result.model_dump(mode="json")``.
+    """
+
+    Inputs: ClassVar[type[BaseModel]] = NoInputs
+    Result: ClassVar[type[BaseModel]]
+
+    def inputs(self, session: Session, lease: Lease, params: P) -> dict[str, Any]:
+        """`resolve`, as a dict."""
+        return self.resolve(session, lease, params).model_dump()
+
+    def run(self, params: P, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
+        """`work` on the parsed inputs; its result as JSON."""
+        return self.work(params, self.Inputs.model_validate(inputs), ctx).model_dump(mode="json")  # type: ignore[arg-type]
+
+    def persist(self, session: Session, lease: Lease, params: P, result: dict[str, Any]) -> dict[str, Any]:
+        """`record` of the parsed result."""
+        return self.record(session, lease, params, self.Result.model_validate(result))  # type: ignore[arg-type]
+
+    def resolve(self, session: Session, lease: Lease, params: P) -> In:
+        """What the work needs from the database (runs on the worker); nothing by default."""
+        return self.Inputs()  # type: ignore[return-value]
+
+    @abstractmethod
+    def work(self, params: P, inputs: In, ctx: WorkContext) -> R:
+        """Do the work."""
+
+    def record(self, session: Session, lease: Lease, params: P, result: R) -> dict[str, Any]:
+        """Write the result's rows in the completion transaction; returns fields to add to the stored result."""
         return {}
 
 

@@ -7,7 +7,6 @@ subnet is the delivered file's.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,8 +15,8 @@ from sqlalchemy.orm import Session
 from store.artifacts import StoredFile, register_artifact
 from store.models import Subnet
 from store.queue import Lease
-from workers.kinds.base import JobKind, WorkContext, register_job_kind
-from workers.kinds.supernets import checkpoint_inputs, load_supernet
+from workers.kinds.base import TypedJobKind, WorkContext, register_job_kind
+from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
 
 class ExportParams(BaseModel):
@@ -29,24 +28,36 @@ class ExportParams(BaseModel):
     arch: dict[str, Any] | Literal["min", "max"] = Field(description="the subnet, or the space's min/max")
 
 
+class ExportOutcome(BaseModel):
+    """The result of an ``export_subnet`` job: the bundle's file, the subnet, its MACs and the bundle's top-1."""
+
+    file: StoredFile
+    arch: dict[str, Any]
+    arch_key: str
+    macs: int
+    accuracy: float
+
+
 @register_job_kind("export_subnet")
-class ExportSubnetJob(JobKind[ExportParams]):
+class ExportSubnetJob(TypedJobKind[ExportParams, CheckpointInputs, ExportOutcome]):
     """Fetches the supernet's checkpoint (verified), exports the bundle, stores it, registers the subnet."""
 
     Params = ExportParams
+    Inputs = CheckpointInputs
+    Result = ExportOutcome
 
-    def inputs(self, session: Session, lease: Lease, params: ExportParams) -> dict[str, Any]:
+    def resolve(self, session: Session, lease: Lease, params: ExportParams) -> CheckpointInputs:
         """The checkpoint files of the supernet (the job's owner must own it)."""
-        return checkpoint_inputs(session, lease, params.supernet_id)
+        return CheckpointInputs(checkpoint=checkpoint_inputs(session, lease, params.supernet_id))
 
-    def run(self, params: ExportParams, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
+    def work(self, params: ExportParams, inputs: CheckpointInputs, ctx: WorkContext) -> ExportOutcome:
         """Export and store the bundle."""
         from nas.bundle_eval import score_bundle
         from nas.cost import macs
         from nas.export import export_bundle
         from nas.train.evaluate import data_for
 
-        net = load_supernet(inputs, ctx).supernet
+        net = load_supernet(inputs.checkpoint, ctx).supernet
         space = net.space
         if params.arch == "min":
             arch = space.min_arch()
@@ -65,17 +76,15 @@ class ExportSubnetJob(JobKind[ExportParams]):
         test = data_for(net)[1]["test"]
         accuracy = score_bundle(path, test.images, test.labels).top1
         stored = ctx.store.put(f"jobs/{ctx.job_id}/bundle.zip", path)
-        return {"file": asdict(stored), "arch": arch, "arch_key": space.key(arch), "macs": int(macs(space, arch)),
-                "accuracy": accuracy}  # fmt: skip
+        return ExportOutcome(file=stored, arch=arch, arch_key=space.key(arch), macs=int(macs(space, arch)),
+                             accuracy=accuracy)  # fmt: skip
 
-    def persist(self, session: Session, lease: Lease, params: ExportParams, result: dict[str, Any]) -> dict[str, Any]:
+    def record(self, session: Session, lease: Lease, params: ExportParams, result: ExportOutcome) -> dict[str, Any]:
         """Register the bundle and the subnet."""
-        artifact = register_artifact(
-            session, StoredFile(**result["file"]), kind="bundle", job_id=lease.job_id, user_id=lease.user_id
-        )
+        artifact = register_artifact(session, result.file, kind="bundle", job_id=lease.job_id, user_id=lease.user_id)
         subnet = Subnet(
-            user_id=lease.user_id, supernet_id=params.supernet_id, arch_key=result["arch_key"], arch=result["arch"],
-            validated={"accuracy": result["accuracy"], "macs": result["macs"]}, bundle_artifact_id=artifact.id,
+            user_id=lease.user_id, supernet_id=params.supernet_id, arch_key=result.arch_key, arch=result.arch,
+            validated={"accuracy": result.accuracy, "macs": result.macs}, bundle_artifact_id=artifact.id,
         )  # fmt: skip
         session.add(subnet)
         session.flush()

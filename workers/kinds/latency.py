@@ -13,7 +13,7 @@ from store.artifacts import StoredFile, register_artifact
 from store.models import LatencyMeasurement, LatencyTable, Target
 from store.queue import Lease
 from store.target_rows import row_spec, target_row
-from workers.kinds.base import JobError, JobKind, WorkContext, register_job_kind
+from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
 
 TABLE_KEY = "jobs/{job_id}/latency_table.json"
 
@@ -66,8 +66,31 @@ class LatencyTableParams(BaseModel):
         return MeasureSettings.from_dict(settings).to_dict()
 
 
+class TableInputs(BaseModel):
+    """The target's measurement spec (a `predictors.latency.Target` dict)."""
+
+    target: dict[str, Any]
+
+
+class LatencySample(BaseModel):
+    """A subnet measured end to end."""
+
+    arch: dict[str, Any]
+    arch_key: str
+    ms: float
+
+
+class TableOutcome(BaseModel):
+    """The result of a ``build_latency_table`` job: the table's file, its quality and the end-to-end samples."""
+
+    file: StoredFile
+    quality: dict[str, Any] | None = Field(description="predictors.latency.LatencyMetrics on the samples")
+    samples: list[LatencySample]
+    entries: int
+
+
 @register_job_kind("build_latency_table")
-class BuildLatencyTableJob(JobKind[LatencyTableParams]):
+class BuildLatencyTableJob(TypedJobKind[LatencyTableParams, TableInputs, TableOutcome]):
     """Measures every layer of the space on the target (on a Ray node advertising ``target:<name>``).
 
     Then measures `samples` random subnets end to end, stores them as measurements, and records
@@ -76,27 +99,29 @@ class BuildLatencyTableJob(JobKind[LatencyTableParams]):
     """
 
     Params = LatencyTableParams
+    Inputs = TableInputs
+    Result = TableOutcome
 
     def ray_resources(self, params: LatencyTableParams) -> dict[str, float]:
         """One unit of the target's resource, so measurements on a node run one at a time."""
         return {f"target:{params.target}": 1.0}
 
-    def inputs(self, session: Session, lease: Lease, params: LatencyTableParams) -> dict[str, Any]:
+    def resolve(self, session: Session, lease: Lease, params: LatencyTableParams) -> TableInputs:
         """The target's measurement spec."""
         row = find_target(session, lease, params.target)
         spec = target_spec(row)
         if spec.get("remote"):
             raise JobError("remote_target", f"target {params.target!r} is remote: its agent measures it (hwnas agent)")
-        return {"target": spec}
+        return TableInputs(target=spec)
 
-    def run(self, params: LatencyTableParams, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
+    def work(self, params: LatencyTableParams, inputs: TableInputs, ctx: WorkContext) -> TableOutcome:
         """Build the table and score it on end-to-end measurements."""
         from nas.spaces import get_space
         from predictors.latency import LookupTable, MeasureSettings, Target, measure_onnx
         from predictors.latency.learned import latency_metrics
         from predictors.latency.models import subnet_onnx
 
-        target = Target.from_dict(inputs["target"])
+        target = Target.from_dict(inputs.target)
         ok, why = target.availability()
         if not ok:
             raise JobError("target_unavailable", f"target {target.name!r} cannot be measured here: {why}")
@@ -119,32 +144,28 @@ class BuildLatencyTableJob(JobKind[LatencyTableParams]):
             measured.append(measure_onnx(subnet_onnx(space, arch), target, settings).median_ms)
         quality = asdict(latency_metrics(table.predict(archs), measured)) if len(archs) > 1 else None
         stored = ctx.store.put(TABLE_KEY.format(job_id=ctx.job_id), json.dumps(table.to_dict()).encode())
-        samples = [{"arch": a, "arch_key": space.key(a), "ms": ms} for a, ms in zip(archs, measured, strict=True)]
-        return {
-            "file": asdict(stored),
-            "quality": quality,
-            "samples": samples,
-            "entries": sum(len(e) for e in table.entries.values()),
-        }
+        samples = [LatencySample(arch=a, arch_key=space.key(a), ms=ms) for a, ms in zip(archs, measured, strict=True)]
+        entries = sum(len(e) for e in table.entries.values())
+        return TableOutcome(file=stored, quality=quality, samples=samples, entries=entries)
 
-    def persist(
-        self, session: Session, lease: Lease, params: LatencyTableParams, result: dict[str, Any]
+    def record(
+        self, session: Session, lease: Lease, params: LatencyTableParams, result: TableOutcome
     ) -> dict[str, Any]:
         """Register the table (kind ``lut``) and the end-to-end measurements."""
         target = find_target(session, lease, params.target)
         artifact = register_artifact(
-            session, StoredFile(**result["file"]), kind="latency_table", job_id=lease.job_id, user_id=lease.user_id
+            session, result.file, kind="latency_table", job_id=lease.job_id, user_id=lease.user_id
         )
         table = LatencyTable(target_id=target.id, space=params.space, kind="lut", artifact_id=artifact.id,
-                             quality=result["quality"], job_id=lease.job_id)  # fmt: skip
+                             quality=result.quality, job_id=lease.job_id)  # fmt: skip
         session.add(table)
-        for sample in result["samples"]:
+        for sample in result.samples:
             row = LatencyMeasurement(
                 target_id=target.id,
                 space=params.space,
-                arch_key=sample["arch_key"],
-                arch=sample["arch"],
-                latency_ms=sample["ms"],
+                arch_key=sample.arch_key,
+                arch=sample.arch,
+                latency_ms=sample.ms,
                 source=f"job {lease.job_id}",
             )
             session.add(row)

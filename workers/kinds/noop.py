@@ -6,11 +6,10 @@ import os
 import socket
 import sys
 import time
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workers.kinds.base import JobKind, WorkContext, register_job_kind
+from workers.kinds.base import NoInputs, TypedJobKind, WorkContext, register_job_kind
 
 
 class NoopParams(BaseModel):
@@ -24,18 +23,28 @@ class NoopParams(BaseModel):
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources to request")
 
 
+class NoopOutcome(BaseModel):
+    """Where a ``noop`` job ran."""
+
+    pid: int
+    host: str
+    node_id: str | None
+    attempt: int
+
+
 @register_job_kind("noop")
-class NoopJob(JobKind[NoopParams]):
+class NoopJob(TypedJobKind[NoopParams, NoInputs, NoopOutcome]):
     """Sleeps `seconds` in `steps` steps, reporting each; returns where it ran (pid, host, Ray node)."""
 
     Params = NoopParams
+    Result = NoopOutcome
     num_cpus = 0.0
 
     def ray_resources(self, params: NoopParams) -> dict[str, float]:
         """The requested resources."""
         return dict(params.resources)
 
-    def run(self, params: NoopParams, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
+    def work(self, params: NoopParams, inputs: NoInputs, ctx: WorkContext) -> NoopOutcome:
         """Sleep and report."""
         for step in range(params.steps):
             time.sleep(params.seconds / params.steps)
@@ -47,4 +56,4 @@ class NoopJob(JobKind[NoopParams]):
             import ray
 
             node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        return {"pid": os.getpid(), "host": socket.gethostname(), "node_id": node_id, "attempt": ctx.attempt}
+        return NoopOutcome(pid=os.getpid(), host=socket.gethostname(), node_id=node_id, attempt=ctx.attempt)

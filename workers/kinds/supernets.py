@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,8 +16,17 @@ from workers.kinds.base import JobError, WorkContext
 if TYPE_CHECKING:
     from nas.train import TrainRun
 
+FileRef = tuple[str, str]
+"""An artefact's key and sha256."""
 
-def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> dict[str, tuple[str, str]]:
+
+class CheckpointInputs(BaseModel):
+    """A supernet's checkpoint files, by name."""
+
+    checkpoint: dict[str, FileRef]
+
+
+def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> dict[str, FileRef]:
     """The supernet's checkpoint files as {name: (artefact key, sha256)}; the job's owner must own it.
 
     Raises:
@@ -32,7 +42,7 @@ def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> dict[
     return {name: (by_id[i].key, by_id[i].sha256) for name, i in supernet.checkpoint.items()}
 
 
-def load_supernet(files: dict[str, Any], ctx: WorkContext) -> TrainRun:
+def load_supernet(files: dict[str, FileRef], ctx: WorkContext) -> TrainRun:
     """Fetch the checkpoint files (verifying their sha256) into the job's run dir and load the run."""
     from nas.train import load_run
 

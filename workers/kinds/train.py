@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from store.artifacts import StoredFile, register_artifact
 from store.models import Supernet
 from store.queue import Lease
-from workers.kinds.base import JobKind, WorkContext, register_job_kind
+from workers.kinds.base import NoInputs, TypedJobKind, WorkContext, register_job_kind
 
 CHECKPOINT_PREFIX = "jobs/{job_id}/supernet/checkpoint"
 
@@ -33,8 +33,17 @@ class TrainParams(BaseModel):
         return TrainConfig.model_validate(config).model_dump(mode="json")
 
 
+class TrainOutcome(BaseModel):
+    """The result of a ``train_supernet`` job: the epochs trained, their history, the checkpoint's files."""
+
+    epochs: int
+    resumed_after_epochs: int = Field(description="epochs an earlier attempt had done")
+    history: list[dict[str, Any]]
+    files: list[StoredFile]
+
+
 @register_job_kind("train_supernet")
-class TrainSupernetJob(JobKind[TrainParams]):
+class TrainSupernetJob(TypedJobKind[TrainParams, NoInputs, TrainOutcome]):
     """Trains in the job's run dir (checkpoint every epoch), then stores the final checkpoint as artefacts.
 
     A reclaimed job finds the checkpoint of its earlier attempt in the run dir and continues from it
@@ -42,8 +51,9 @@ class TrainSupernetJob(JobKind[TrainParams]):
     """
 
     Params = TrainParams
+    Result = TrainOutcome
 
-    def run(self, params: TrainParams, inputs: dict[str, Any], ctx: WorkContext) -> dict[str, Any]:
+    def work(self, params: TrainParams, inputs: NoInputs, ctx: WorkContext) -> TrainOutcome:
         """Train (or finish training) and store the checkpoint."""
         from nas.train import ProgressEvent, TrainConfig, train_supernet
         from nas.train.checkpoint import find_checkpoint
@@ -61,23 +71,16 @@ class TrainSupernetJob(JobKind[TrainParams]):
         final = find_checkpoint(out)
         assert final is not None, "train_supernet returned without a checkpoint"
         stored = ctx.store.put_tree(CHECKPOINT_PREFIX.format(job_id=ctx.job_id), final)
-        return {
-            "epochs": len(run.history),
-            "resumed_after_epochs": done,
-            "history": run.history,
-            "files": [asdict(f) for f in stored],
-        }
+        return TrainOutcome(epochs=len(run.history), resumed_after_epochs=done, history=run.history, files=stored)
 
-    def persist(self, session: Session, lease: Lease, params: TrainParams, result: dict[str, Any]) -> dict[str, Any]:
+    def record(self, session: Session, lease: Lease, params: TrainParams, result: TrainOutcome) -> dict[str, Any]:
         """Register the checkpoint's artefacts and the supernet."""
         prefix = CHECKPOINT_PREFIX.format(job_id=lease.job_id) + "/"
         checkpoint = {}
-        for record in result["files"]:
-            row = register_artifact(
-                session, StoredFile(**record), kind="checkpoint", job_id=lease.job_id, user_id=lease.user_id
-            )
+        for file in result.files:
+            row = register_artifact(session, file, kind="checkpoint", job_id=lease.job_id, user_id=lease.user_id)
             checkpoint[row.key.removeprefix(prefix)] = row.id
-        history = result["history"]
+        history = result.history
         supernet = Supernet(
             user_id=lease.user_id, job_id=lease.job_id, name=params.name, space=params.config["space"],
             dataset=params.config["dataset"], strategy=params.config["strategy"], config=params.config,
