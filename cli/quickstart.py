@@ -168,7 +168,7 @@ def run_quickstart(
 
     emit = on_event or (lambda _stage, _data: None)
     out = Path(out)
-    settings = Settings(home=out / "service")
+    settings = Settings.local(out / "service")
     settings.home_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url)
     db = Database(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)

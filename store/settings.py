@@ -36,6 +36,14 @@ class Settings(BaseSettings):
         "stalls all requests for hundreds of ms under load",
     )
 
+    @classmethod
+    def local(cls, home: Path) -> Settings:
+        """A store entirely under `home` (SQLite, artefacts, run dirs), whatever ``HWNAS_*`` says about them.
+
+        For the quickstart and tests: a user's ``HWNAS_DATABASE_URL`` must not send their rows elsewhere.
+        """
+        return cls(home=home, database_url=None, artifacts_dir=None, runs_dir=None)
+
     @property
     def home_dir(self) -> Path:
         """`home` with ``~`` expanded."""

@@ -40,7 +40,7 @@ class Users:
 
 def make_context(home: Path, **options: object) -> ServiceContext:
     """A service context on a migrated SQLite store under `home`."""
-    settings = Settings(home=home)
+    settings = Settings.local(home)
     upgrade(settings.db_url)
     db = Database(settings.db_url)
     clock = options.pop("clock", None)

@@ -49,6 +49,20 @@ def test_arguments_win_over_the_environment(tmp_path: Path, monkeypatch: pytest.
     assert settings.home_dir == tmp_path and settings.poll_s == 7.0
 
 
+def test_a_local_store_stays_under_its_home_whatever_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quickstart's store: a user's HWNAS_DATABASE_URL must not receive its rows."""
+    monkeypatch.setenv("HWNAS_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("HWNAS_ARTIFACTS_DIR", "/elsewhere/artifacts")
+    monkeypatch.setenv("HWNAS_RUNS_DIR", "/elsewhere/runs")
+    monkeypatch.setenv("HWNAS_LEASE_S", "12.5")
+    settings = Settings.local(tmp_path)
+    assert settings.db_url == f"sqlite:///{tmp_path / 'hwnas.db'}"
+    assert settings.artifacts_path == tmp_path / "artifacts" and settings.runs_path == tmp_path / "runs"
+    assert settings.lease_s == 12.5  # what is not a location still comes from the environment
+
+
 @pytest.mark.parametrize(("name", "value"), [("LEASE_S", "-1"), ("MAX_ATTEMPTS", "0"), ("POLL_S", "often")])
 def test_a_bad_value_names_its_field(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_PREFIX + name, value)
