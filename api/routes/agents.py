@@ -10,7 +10,7 @@ from api.errors import ERROR_RESPONSES
 from api.routes.params import ResourceId
 from api.routes.responses import SHA_HEADER, stream_artifact
 from api.schemas.agents import AgentOut, AgentRegister, ClaimRequest, TaskResult
-from api.schemas.common import Page as PageOut
+from api.schemas.base import Page as PageOut
 from api.schemas.targets import TaskOut
 from api.services import agents
 from store.models import Agent

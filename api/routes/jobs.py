@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES
 from api.routes.params import ResourceId
-from api.schemas.common import Page as PageOut
+from api.schemas.base import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.services import jobs
 from store.models import JobStatus

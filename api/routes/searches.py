@@ -15,7 +15,7 @@ from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, not_found
 from api.routes.params import IdempotencyKey, ResourceId
 from api.routes.responses import accepted
-from api.schemas.common import Page as PageOut
+from api.schemas.base import Page as PageOut
 from api.schemas.searches import ParetoOut, ParetoPoint, SearchCreate, SearchOut
 from api.services import searches
 from api.services.fronts import RenderedFront

@@ -8,7 +8,7 @@ from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES
 from api.routes.params import IdempotencyKey, ResourceId
 from api.routes.responses import accepted
-from api.schemas.common import Page as PageOut
+from api.schemas.base import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.schemas.supernets import SupernetCreate, SupernetOut
 from api.services import jobs, supernets

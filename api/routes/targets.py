@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, invalid
 from api.routes.params import ResourceId
-from api.schemas.common import Page as PageOut
+from api.schemas.base import Page as PageOut
 from api.schemas.targets import LatencyModelOut, TableImport, TargetCreate, TargetOut, TaskCreate, TaskOut
 from api.services import agents, targets
 from predictors.latency import MeasureSettings

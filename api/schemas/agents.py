@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.schemas.common import Strict
+from api.schemas.base import Strict
 
 
 class AgentRegister(Strict):

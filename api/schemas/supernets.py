@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import Strict
+from api.schemas.base import Strict
 
 TRAIN_EXAMPLE: dict[str, Any] = {
     "name": "fashion-32px",

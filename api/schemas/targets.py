@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import Strict
+from api.schemas.base import Strict
 
 
 class TargetCreate(Strict):
