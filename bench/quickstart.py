@@ -50,12 +50,12 @@ def main() -> None:
         f"- seeds {', '.join(map(str, args.seeds))}: one `hwnas quickstart --seed S` each, run one after another",
         "",
         "| seed | whole command | best validated top-1 | Spearman rho (members) | mean abs(pred - valid) "
-        "| predictor tau (held out) | phases |",
-        "|---|---|---|---|---|---|---|",
+        "| predictor tau (held out) | latency drift (reference subnet) | phases |",
+        "|---|---|---|---|---|---|---|---|",
         *(
             f"| {run['seed']} | {run['seconds'] / 60:.1f} min | {run['best_accuracy']:.4f} "
             f"| {_fmt(run['spearman_rho'])} ({run['n']}) | {_fmt(run['mean_abs_error'], 4)} | {_fmt(run['tau'])} "
-            f"| {run['phases']} |"
+            f"| {run['drift']} | {run['phases']} |"
             for run in runs
         ),
         "",
@@ -117,7 +117,7 @@ def _run(out: Path, seed: int, env: dict[str, str]) -> dict[str, Any]:
     return {
         "seed": seed, "seconds": seconds, "n": agreement["n"], "best_accuracy": agreement["best_accuracy"],
         "spearman_rho": agreement["spearman_rho"], "mean_abs_error": agreement["mean_abs_error"],
-        "tau": held_out.get("kendall_tau"), "met": met, "detail": detail,
+        "tau": held_out.get("kendall_tau"), "met": met, "detail": detail, "drift": _drift(doc.get("drift") or {}),
         "phases": ", ".join(f"{k} {v:.0f} s" for k, v in doc["phases"].items() if not k.startswith("search: ")),
     }  # fmt: skip
 
@@ -128,6 +128,17 @@ def _rescore(bundle: Path) -> float:
 
     data = load_dataset("demo")
     return score_bundle(bundle, data.test_images, data.test_labels).top1
+
+
+def _drift(drift: dict[str, Any]) -> str:
+    """How the reference subnet's latency moved while the front was measured, per target."""
+    parts = []
+    for target, d in drift.items():
+        moves = f"{100 * d['first_relative_change']:+.0f}%"
+        if d["remeasured"]:
+            moves += f", again {100 * d['relative_change']:+.0f}%" + (" (flagged)" if d["flagged"] else "")
+        parts.append(f"{target} {moves}")
+    return "; ".join(parts) or "n/a"
 
 
 def _isa(env: dict[str, str]) -> str:

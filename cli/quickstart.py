@@ -21,7 +21,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ class QuickstartResult:
         predictor: the accuracy predictor's held-out score.
         agreement: how the validated front behaves (`front_agreement`).
         phases: seconds spent per phase, in order (the search job's stages under ``search: <stage>``).
+        drift: per measured target, how a reference subnet's latency moved across the front's
+            measurements (`predictors.latency.drift`: ``flagged``, ``remeasured``, the change).
     """
 
     front: list[dict[str, Any]]
@@ -64,6 +66,7 @@ class QuickstartResult:
     predictor: dict[str, Any] | None
     agreement: dict[str, float | int | None]
     phases: dict[str, float]
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def front_agreement(front: list[dict[str, Any]], accuracy: str = "accuracy", latency: str = LATENCY) -> dict[str, Any]:
@@ -219,7 +222,8 @@ def run_quickstart(
     for point in front:
         del point["bundle"]
     result = QuickstartResult(front, best_bundle, plot, settings.home_dir, table_quality,
-                              search_result.get("predictor"), front_agreement(front), phases)  # fmt: skip
+                              search_result.get("predictor"), front_agreement(front), phases,
+                              search_result.get("drift") or {})  # fmt: skip
     doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
     write_json(out / "front.json", {**doc, "best": best["arch_key"]}, indent=1)
     return result

@@ -36,10 +36,22 @@ def quality_lines(result: Any) -> list[str]:
             f"measured latency {rho}; mean |predicted - validated| accuracy {100 * a['mean_abs_error']:.2f} points; "
             f"best {a['best_accuracy']:.4f}"
         )
+    lines.extend(_drift_line(target, drift) for target, drift in result.drift.items() if drift["remeasured"])
     total = sum(v for k, v in result.phases.items() if not k.startswith("search: "))
     phases = ", ".join(f"{k} {duration(v)}" for k, v in result.phases.items())
     lines.append(f"time: {phases}; total {duration(total)}")
     return lines
+
+
+def _drift_line(target: str, drift: dict[str, Any]) -> str:
+    """What the reference subnet's latency did while the front was measured on `target`."""
+    first = f"latency on {target} drifted while the front was measured ({100 * drift['first_relative_change']:+.0f}%"
+    if not drift["flagged"]:
+        return f"{first}), so it was measured again: steady the second time ({100 * drift['relative_change']:+.0f}%)"
+    return (
+        f"{first}, then {100 * drift['relative_change']:+.0f}% measured again; threshold "
+        f"{100 * drift['threshold']:.0f}%): the measured latencies above are suspect; rerun on an idle machine"
+    )
 
 
 def _figure(value: float | None) -> str:

@@ -81,3 +81,35 @@ def test_an_undefined_kendall_tau_reads_n_a(tmp_path: Path) -> None:
         agreement=front_agreement(FRONT), phases={"search": 1.0},
     )  # fmt: skip
     assert quality_lines(result)[0].startswith("accuracy predictor (gbm): Kendall tau n/a, RMSE 1.00 points")
+
+
+def test_drifted_latency_measurements_are_named(tmp_path: Path) -> None:
+    """A front measured while the machine was busy says so, with the reference subnet's change."""
+    steady = {
+        "relative_change": 0.02,
+        "first_relative_change": 0.30,
+        "threshold": 0.15,
+        "flagged": False,
+        "remeasured": True,
+        "reference": "a",
+        "reference_before_ms": 0.1,
+        "reference_after_ms": 0.102,
+    }
+    suspect = {**steady, "relative_change": -0.36, "first_relative_change": 0.67, "flagged": True}
+    quiet = {**steady, "remeasured": False, "first_relative_change": 0.02}
+    lines = {}
+    for name, drift in {"steady": steady, "suspect": suspect, "quiet": quiet}.items():
+        result = QuickstartResult(
+            front=FRONT, best_bundle=tmp_path, plot=tmp_path, home=tmp_path, table_quality=None, predictor=None,
+            agreement=front_agreement(FRONT), phases={"search": 1.0}, drift={"cpu-ort": drift},
+        )  # fmt: skip
+        lines[name] = [line for line in quality_lines(result) if "drifted" in line]
+    assert lines["quiet"] == []
+    assert lines["steady"] == [
+        "latency on cpu-ort drifted while the front was measured (+30%), so it was measured again: "
+        "steady the second time (+2%)"
+    ]
+    assert lines["suspect"] == [
+        "latency on cpu-ort drifted while the front was measured (+67%, then -36% measured again; threshold 15%): "
+        "the measured latencies above are suspect; rerun on an idle machine"
+    ]
