@@ -50,12 +50,12 @@ def plot_pareto(
     *,
     highlight: str | None = None,
 ) -> Path:
-    """Draw a front, `y` against `x`: predicted points joined to their validated ones, the validated front in order.
+    """Draw a front, `y` against `x`: predicted points joined to their validated ones, the validated front as a line.
 
     Predicted values are hollow circles; each is joined by a thin line to the same subnet's
-    validated value (filled). The validated points are connected in order of `x`; validated points
-    that another validated point dominates (``accuracy`` maximised, every other objective
-    minimised) are marked with a cross. The subnet whose ``arch_key`` is `highlight` (e.g. the
+    validated value (filled). Validated points that another validated point dominates
+    (``accuracy`` maximised, every other objective minimised) are marked with a cross; the others,
+    the validated front, are connected in order of `x`. The subnet whose ``arch_key`` is `highlight` (e.g. the
     exported best) is marked with a star.
 
     Args:
@@ -93,9 +93,9 @@ def plot_pareto(
     validated = sorted(p.validated for p in drawn if p.validated)
     if validated:
         bad = dominated(validated, x in MAXIMISED, y in MAXIMISED)
-        ax.plot(*zip(*validated, strict=True), color="tab:orange", alpha=0.5, zorder=2)
         good = [v for v, d in zip(validated, bad, strict=True) if not d]
-        ax.scatter(*zip(*good, strict=True), color="tab:orange", label="validated", zorder=3)
+        ax.plot(*zip(*good, strict=True), color="tab:orange", alpha=0.6, zorder=2)
+        ax.scatter(*zip(*good, strict=True), color="tab:orange", label="validated front", zorder=3)
         worse = [v for v, d in zip(validated, bad, strict=True) if d]
         if worse:
             ax.scatter(*zip(*worse, strict=True), color="tab:red", marker="x", label="validated, dominated", zorder=3)
