@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from api.auth import TokenCache
 from api.services.fronts import FrontCache
+from api.services.health import ArtifactFaults
 from store.artifacts import ArtifactStore
 from store.db import Database, utcnow
 from store.queue import JobQueue
@@ -29,6 +30,7 @@ class ServiceContext:
         sse_poll_s: how often an event stream looks for new events.
         fronts: rendered Pareto fronts of ended searches.
         tokens: recently authenticated tokens (a revoked token works up to twice its TTL longer).
+        artifact_faults: the damaged artefacts this process refused to serve.
     """
 
     settings: Settings
@@ -41,3 +43,4 @@ class ServiceContext:
     sse_poll_s: float = 0.5
     fronts: FrontCache = field(default_factory=FrontCache)
     tokens: TokenCache = field(default_factory=TokenCache)
+    artifact_faults: ArtifactFaults = field(default_factory=ArtifactFaults)

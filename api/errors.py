@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from store.artifacts import ArtifactIntegrityError
 from store.queue import IdempotencyConflictError
 
 _STATUS_CODES = {
@@ -134,6 +135,19 @@ async def _idempotency(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "idempotency_conflict", str(exc), "Idempotency-Key")
 
 
+ARTIFACT_CORRUPT = (
+    "the stored file is damaged (its sha256 differs from the one recorded when it was written), so none of it was "
+    "sent; the operator has been told in the server log and /readyz, and retrying will not help until it is restored"
+)
+"""The message of ``artifact_corrupt``: a 500 rather than a 503, since retrying (our client retries 503) cannot help."""
+
+
+async def _artifact_corrupt(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ArtifactIntegrityError)
+    request.app.state.context.artifact_faults.record(exc, f"{request.method} {request.url.path}")
+    return error_response(500, "artifact_corrupt", ARTIFACT_CORRUPT)
+
+
 async def _internal(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
 
@@ -145,6 +159,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _pydantic_validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IdempotencyConflictError, _idempotency)
+    app.add_exception_handler(ArtifactIntegrityError, _artifact_corrupt)
     app.add_exception_handler(Exception, _internal)
 
 

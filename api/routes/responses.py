@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from fastapi import Response
 
@@ -22,7 +23,18 @@ def accepted(response: Response, location: str, created: bool) -> None:
 
 
 def stream_artifact(store: ArtifactStore, artifact: Artifact) -> Iterator[bytes]:
-    """The artefact's bytes in chunks; reading to the end verifies the recorded sha256 (a mismatch aborts)."""
-    with open_artifact(store, artifact) as fp:
+    """The artefact's bytes in chunks, from a file whose sha256 was checked before this returns.
+
+    Call it before the response starts: a damaged file raises here, so that the client gets an
+    ``artifact_corrupt`` error instead of a 200 with the damaged bytes.
+
+    Raises:
+        ArtifactIntegrityError: the stored file differs from its recorded sha256.
+    """
+    return _chunks(open_artifact(store, artifact))
+
+
+def _chunks(fp: BinaryIO) -> Iterator[bytes]:
+    with fp:
         while chunk := fp.read(CHUNK):
             yield chunk

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import Context, CurrentUser
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ErrorBody
 from api.routes.params import ResourceId
 from api.routes.responses import SHA_HEADER, stream_artifact
 from api.schemas.subnets import SubnetOut
@@ -34,7 +34,10 @@ def get_subnet(subnet_id: ResourceId, ctx: Context, user: CurrentUser) -> Subnet
 @router.get(
     "/{subnet_id}/download",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}, "headers": {SHA_HEADER: {"description": "hex"}}}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "headers": {SHA_HEADER: {"description": "hex"}}},
+        500: {"model": ErrorBody, "description": "artifact_corrupt: the stored file is damaged; nothing was sent"},
+    },
 )
 def download(
     subnet_id: ResourceId,
@@ -42,7 +45,11 @@ def download(
     user: CurrentUser,
     format: Annotated[Literal["onnx", "safetensors", "bundle"], Query(description="what to download")] = "onnx",
 ) -> StreamingResponse:
-    """The subnet as ONNX, safetensors weights, or the zipped bundle (both plus arch.json); sha256 in a header."""
+    """The subnet as ONNX, safetensors weights, or the zipped bundle (both plus arch.json); sha256 in a header.
+
+    The stored bundle is checked against its recorded sha256 before the first byte is sent: a damaged
+    one answers 500 ``artifact_corrupt`` (and is logged and counted in `/readyz`).
+    """
     artifact = subnets.bundle(ctx, user, subnet_id)
     name = f"subnet-{subnet_id}"
     if format == "bundle":

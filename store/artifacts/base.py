@@ -13,7 +13,27 @@ CHUNK = 1 << 20
 
 
 class ArtifactIntegrityError(ValueError):
-    """A stored file's sha256 differs from the one recorded when it was written."""
+    """A stored file's sha256 differs from the one recorded when it was written.
+
+    Args:
+        key: the file's key.
+        actual: the sha256 of what is stored now.
+        expected: the sha256 recorded when it was written.
+    """
+
+    def __init__(self, key: str, actual: str, expected: str) -> None:
+        super().__init__(f"artefact {key!r} is corrupt: sha256 {actual} != recorded {expected}")
+        self.key, self.actual, self.expected = key, actual, expected
+
+
+def check_sha256(key: str, actual: str, expected: str) -> None:
+    """Compare the `actual` sha256 of the file under `key` with the recorded `expected` one.
+
+    Raises:
+        ArtifactIntegrityError: they differ.
+    """
+    if actual != expected:
+        raise ArtifactIntegrityError(key, actual, expected)
 
 
 class ArtifactNotFoundError(FileNotFoundError):
@@ -58,10 +78,7 @@ class VerifyingReader:
         self._hash.update(data)
         if not self._done and (not data or size < 0):
             self._done = True
-            if self._hash.hexdigest() != self._expected:
-                raise ArtifactIntegrityError(
-                    f"artefact {self._key!r} is corrupt: sha256 {self._hash.hexdigest()} != recorded {self._expected}"
-                )
+            check_sha256(self._key, self._hash.hexdigest(), self._expected)
         return data
 
     def close(self) -> None:
@@ -76,11 +93,12 @@ class VerifyingReader:
 
 
 class ArtifactStore(ABC):
-    """Where artefacts live (a local directory; object storage can implement the same five methods).
+    """Where artefacts live (a local directory; object storage can implement the same six methods).
 
     Contract: `put` is atomic (a reader sees the old file or the whole new one, never a part) and
     returns the size and sha256 of what it stored; `get`/`open` with `sha256` verify the content
-    and raise `ArtifactIntegrityError` on a mismatch; a missing key raises `ArtifactNotFoundError`.
+    (at the end of the read) and `open_verified` before the first byte, and raise
+    `ArtifactIntegrityError` on a mismatch; a missing key raises `ArtifactNotFoundError`.
     Keys are relative POSIX paths (`check_key`). Instances are picklable (they travel to Ray tasks).
     """
 
@@ -91,6 +109,18 @@ class ArtifactStore(ABC):
     @abstractmethod
     def open(self, key: str, sha256: str | None = None) -> BinaryIO | VerifyingReader:
         """A binary reader of the file; with `sha256`, reading to the end verifies it."""
+
+    @abstractmethod
+    def open_verified(self, key: str, sha256: str) -> BinaryIO:
+        """A reader at the start of the file, whose whole content was checked against `sha256` first.
+
+        For a response that must not begin with bytes it may have to disown (a download). What is
+        checked is what the reader then returns, even if the key is replaced meanwhile.
+
+        Raises:
+            ArtifactIntegrityError: the content differs from `sha256` (nothing was returned).
+            ArtifactNotFoundError: no file is stored under `key`.
+        """
 
     @abstractmethod
     def delete(self, key: str) -> None:

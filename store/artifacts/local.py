@@ -8,7 +8,15 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
-from store.artifacts.base import CHUNK, ArtifactNotFoundError, ArtifactStore, StoredFile, VerifyingReader, check_key
+from store.artifacts.base import (
+    CHUNK,
+    ArtifactNotFoundError,
+    ArtifactStore,
+    StoredFile,
+    VerifyingReader,
+    check_key,
+    check_sha256,
+)
 
 
 class LocalArtifactStore(ArtifactStore):
@@ -51,13 +59,35 @@ class LocalArtifactStore(ArtifactStore):
             tmp.unlink(missing_ok=True)
         return StoredFile(key=key, size=size, sha256=digest.hexdigest())
 
-    def open(self, key: str, sha256: str | None = None) -> BinaryIO | VerifyingReader:
-        """A reader of the file (verifying `sha256` when given)."""
+    def _open(self, key: str) -> BinaryIO:
         try:
-            fp = self.path(key).open("rb")
+            return self.path(key).open("rb")
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"no artefact {key!r} in {self.root}") from None
+
+    def open(self, key: str, sha256: str | None = None) -> BinaryIO | VerifyingReader:
+        """A reader of the file (verifying `sha256` when given)."""
+        fp = self._open(key)
         return fp if sha256 is None else VerifyingReader(fp, key, sha256)
+
+    def open_verified(self, key: str, sha256: str) -> BinaryIO:
+        """The file opened once, hashed through that handle, then rewound (see `ArtifactStore.open_verified`).
+
+        The check reads the file once more than the download does (from the page cache, at the
+        speed of sha256); a `put` meanwhile renames a new file into place and this handle keeps the
+        one that was checked.
+        """
+        fp = self._open(key)
+        try:
+            digest = hashlib.sha256()
+            while chunk := fp.read(CHUNK):
+                digest.update(chunk)
+            check_sha256(key, digest.hexdigest(), sha256)
+            fp.seek(0)
+        except BaseException:
+            fp.close()
+            raise
+        return fp
 
     def delete(self, key: str) -> None:
         """Remove the file (and nothing else)."""

@@ -6,7 +6,7 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
-from store.artifacts.base import ArtifactStore, StoredFile, VerifyingReader
+from store.artifacts.base import ArtifactStore, StoredFile
 from store.models import Artifact
 
 
@@ -20,9 +20,13 @@ def register_artifact(
     return row
 
 
-def open_artifact(store: ArtifactStore, artifact: Artifact) -> BinaryIO | VerifyingReader:
-    """A reader of the artefact that raises `ArtifactIntegrityError` at the end if the content was altered."""
-    return store.open(artifact.key, artifact.sha256)
+def open_artifact(store: ArtifactStore, artifact: Artifact) -> BinaryIO:
+    """A reader of the artefact, checked against the recorded sha256 before its first byte.
+
+    Raises:
+        ArtifactIntegrityError: the content was altered (the error is raised here, not while reading).
+    """
+    return store.open_verified(artifact.key, artifact.sha256)
 
 
 def read_artifact(store: ArtifactStore, artifact: Artifact) -> bytes:
