@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,12 +26,18 @@ def row_spec(row: Target) -> specs.Target:
     return specs.Target.from_dict({"name": row.name, "device": row.device, "runtime": row.runtime, **settings})
 
 
-def target_row(session: Session, name: str) -> Target | None:
-    """The row of target `name`; a built-in target gets its shared row (no owner) on first use.
+def target_row(session: Session, name: str, user_id: int | None) -> Target | None:
+    """The row of target `name` that user `user_id` sees: theirs, else a shared one (`None`: shared only).
 
-    Callers check ownership. A row created concurrently by another session is read back.
+    Names are per user, so another user's target of the same name is never returned. A built-in
+    target gets its shared row (no owner) on first use; one created concurrently by another session
+    is read back.
     """
-    row = session.scalars(select(Target).where(Target.name == name)).one_or_none()
+    visible = (
+        or_(Target.user_id == user_id, Target.user_id.is_(None)) if user_id is not None else Target.user_id.is_(None)
+    )
+    query = select(Target).where(Target.name == name, visible).order_by(Target.user_id.is_(None))
+    row = session.scalars(query).first()
     if row is None and name in specs.list_targets():
         spec = specs.get_target(name)
         row = Target(name=name, user_id=None, device=spec.device, runtime=spec.runtime,
@@ -40,5 +46,5 @@ def target_row(session: Session, name: str) -> Target | None:
             with session.begin_nested():
                 session.add(row)
         except IntegrityError:  # created by a concurrent session
-            row = session.scalars(select(Target).where(Target.name == name)).one()
+            row = session.scalars(select(Target).where(Target.name == name, Target.user_id.is_(None))).one()
     return row

@@ -7,9 +7,8 @@ targets and the shared ones.
 from __future__ import annotations
 
 import json
-import tempfile
+import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -26,12 +25,15 @@ from store.db import Database
 from store.models import AgentTask, Artifact, LatencyTable, Target, User
 from store.target_rows import row_spec, spec_settings, target_row
 
+RESOLUTION = re.compile(r"[0-9]{1,4}")
+"""A key of an uploaded table: a resolution in pixels, in ASCII digits."""
+
 
 def seed_builtin(db: Database) -> None:
     """Give every built-in target its shared row (no owner) if it has none, so that reads never write."""
     with db.session() as s:
         for name in builtin.list_targets():
-            target_row(s, name)
+            target_row(s, name, None)
 
 
 def list_visible(ctx: ServiceContext, user: User, size: int, token: str | None) -> tuple[Sequence[Target], str | None]:
@@ -42,13 +44,13 @@ def list_visible(ctx: ServiceContext, user: User, size: int, token: str | None) 
 
 
 def get_target(session: Session, user: User, name: str, field: str | None = None) -> Target:
-    """The target `name` as `user` sees it; a built-in one gets its (shared) row on first use.
+    """The target `name` as `user` sees it (theirs or a shared one); a built-in one gets its shared row on first use.
 
     Raises:
-        ApiError: 404 when it is unknown or another user's.
+        ApiError: 404 when `user` has no target of that name and no shared one has it.
     """
-    row = target_row(session, name)
-    if row is None or (row.user_id is not None and row.user_id != user.id):
+    row = target_row(session, name, user.id)
+    if row is None:
         raise not_found("target", name, field)
     return row
 
@@ -63,7 +65,8 @@ def register(ctx: ServiceContext, user: User, spec: dict[str, Any], description:
     """Add a target of `user` from a `predictors.latency.Target` dict.
 
     Raises:
-        ApiError: 422 for an invalid spec, 409 for a name that is taken (built-in names included).
+        ApiError: 422 for an invalid spec, 409 for a built-in name or one of `user`'s own targets
+            (names are per user: another user's target of the same name is no conflict and is not revealed).
     """
     try:
         target = builtin.Target.from_dict(spec)
@@ -77,7 +80,7 @@ def register(ctx: ServiceContext, user: User, spec: dict[str, Any], description:
         with ctx.db.session() as s:
             s.add(row)
     except IntegrityError:
-        raise ApiError(409, "conflict", f"target name {target.name!r} is taken", "name") from None
+        raise ApiError(409, "conflict", f"you already have a target named {target.name!r}", "name") from None
     return row
 
 
@@ -86,7 +89,9 @@ def import_ofa_tables(ctx: ServiceContext, user: User, name: str, space: str, ta
 
     Raises:
         ApiError: 404 for a target `user` cannot see; 422 naming ``name`` for a shared target and a
-            user who is not an admin, or naming the space or the table when they do not fit.
+            user who is not an admin, naming the space when it is unknown, and naming ``tables`` for
+            a key that is not a resolution or a text that is not a table (the message gives the
+            resolution, the line and the reason; see `LookupTable.from_ofa_texts`).
     """
     from nas.spaces import get_space
     from predictors.latency import LookupTable
@@ -99,23 +104,24 @@ def import_ofa_tables(ctx: ServiceContext, user: User, name: str, space: str, ta
         space_obj = get_space(space)
     except KeyError as error:
         raise invalid("space", str(error.args[0])) from None
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for resolution, text in tables.items():
-            if not resolution.isdigit():
-                raise invalid(f"tables.{resolution}", "keys are resolutions in pixels, e.g. '224'")
-            path = Path(tmp) / f"{int(resolution)}_lookup_table.yaml"
-            path.write_text(text)
-            paths.append(path)
-        try:
-            table = LookupTable.from_ofa_yaml(paths, space_obj)
-        except ValueError as error:
-            raise invalid("tables", str(error).replace(tmp + "/", "")) from None
-    key = f"targets/{target.name}/tables/{space}-{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}.json"
+    texts: dict[int, tuple[str, str]] = {}
+    for resolution, text in tables.items():
+        if not RESOLUTION.fullmatch(resolution):
+            shown = f"{resolution[:20]!a}{'...' if len(resolution) > 20 else ''}"
+            raise invalid("tables", f"key {shown} is not a resolution: keys are resolutions in pixels, e.g. '224'")
+        r = int(resolution)
+        if r in texts:
+            raise invalid("tables", f"key {resolution!r} names resolution {r} again")
+        texts[r] = (f"tables.{resolution}", text)
+    try:
+        table = LookupTable.from_ofa_texts(texts, space_obj)
+    except ValueError as error:  # the message may quote the text; a lone surrogate cannot be sent as UTF-8
+        raise invalid("tables", str(error).encode("utf-8", "backslashreplace").decode()) from None
+    key = f"targets/{target.id}/tables/{space}-{ctx.clock().strftime('%Y%m%dT%H%M%S%f')}.json"
     stored = ctx.store.put(key, json.dumps(table.to_dict()).encode())
     with ctx.db.session() as s:
         artifact = register_artifact(s, stored, kind="latency_table", user_id=user.id)
-        quality = {"resolutions": sorted(int(r) for r in tables), "entries": len(table)}
+        quality = {"resolutions": sorted(texts), "entries": len(table)}
         row = LatencyTable(target_id=target.id, space=space, kind="imported", artifact_id=artifact.id, quality=quality)
         s.add(row)
         s.flush()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import yaml
 
 from nas.space import IntMatrix, SearchSpace
 from predictors.jsonfile import write_json
@@ -258,17 +259,9 @@ class LookupTable:
             space: the space the tables price (default: OFA's w1.2 preset, which note10's are for).
 
         Raises:
-            ValueError: a file name without the resolution, a resolution outside the space, a
-                key that is not a layer of the space at that resolution (e.g. a w1.2 table read
-                for w1.0), or a mean that is not finite and positive.
+            ValueError: a file name without the resolution, or as `from_ofa_texts` (naming the file).
         """
-        import yaml
-
-        from nas.spaces import get_space
-
-        space = get_space(OFA_TABLE_SPACE) if space is None else space
-        entries: dict[int, dict[str, float]] = {}
-        stats: dict[int, dict[str, dict[str, Any]]] = {}
+        texts: dict[int, tuple[str, str]] = {}
         for raw in paths:
             path = Path(raw)
             found = _YAML_NAME.fullmatch(path.name)
@@ -276,29 +269,48 @@ class LookupTable:
                 raise ValueError(
                     f"{path}: OFA table files are named '{{R}}_lookup_table.yaml', e.g. 224_lookup_table.yaml"
                 )
-            r = int(found.group(1))
+            texts[int(found.group(1))] = (str(path), path.read_text())
+        return cls.from_ofa_texts(texts, space)
+
+    @classmethod
+    def from_ofa_texts(cls, texts: Mapping[int, tuple[str, str]], space: SearchSpace | None = None) -> LookupTable:
+        """Import OFA's per-resolution tables from their YAML texts, parsed safely (`parse_ofa_yaml`).
+
+        Args:
+            texts: {resolution: (where the text comes from, for messages; the YAML text)}.
+            space: the space the tables price (default: OFA's w1.2 preset, which note10's are for).
+
+        Raises:
+            ValueError: ``"<source>, line L, column C: <reason>"`` for text that is not a table
+                within the limits (see `parse_ofa_yaml`), a key that is not a layer of the space at
+                that resolution (e.g. a w1.2 table read for w1.0), a mean that is not finite and
+                positive, a count or std that is not a count or a finite std; or a resolution
+                outside the space.
+        """
+        from nas.spaces import get_space
+
+        space = get_space(OFA_TABLE_SPACE) if space is None else space
+        entries: dict[int, dict[str, float]] = {}
+        stats: dict[int, dict[str, dict[str, Any]]] = {}
+        for r, (source, text) in texts.items():
             if r not in space.resolutions:
                 raise ValueError(
-                    f"{path}: resolution {r} is not in space {space.name}; allowed: {list(space.resolutions)}"
+                    f"{source}: resolution {r} is not in space {space.name}; allowed: {list(space.resolutions)}"
                 )
-            data = yaml.safe_load(path.read_text())
-            if not isinstance(data, dict):
-                raise ValueError(f"{path}: expected a mapping of layer keys to {{count, mean, std}}")
             allowed = table_layers(space.backbone, [r])
             entries[r], stats[r] = {}, {}
-            for key, value in data.items():
-                if key not in allowed:
-                    raise ValueError(f"{path}: key {key!r} is not a layer of space {space.name} at resolution {r}")
+            for line, key, value in parse_ofa_yaml(text, source):
+                where = f"{source}, line {line}"
+                if not isinstance(key, str) or key not in allowed:
+                    raise ValueError(f"{where}: key {key!r} is not a layer of space {space.name} at resolution {r}")
                 if not isinstance(value, dict) or "mean" not in value:
-                    raise ValueError(f"{path}: entry {key!r} must be a mapping with a 'mean' (ms)")
-                entries[r][key] = validate_latency(value["mean"], f"{path}: mean of {key!r}")
-                stats[r][key] = {f: value[f] for f in ("count", "std") if f in value}
+                    raise ValueError(f"{where}: entry {key!r} must be a mapping with a 'mean' (ms)")
+                entries[r][key] = validate_latency(value["mean"], f"{where}: mean of {key!r}")
+                stats[r][key] = _ofa_stats(value, f"{where}: entry {key!r}")
         return cls(space, entries, stats=stats)
 
     def to_ofa_yaml(self, directory: str | Path) -> list[Path]:
         """Write one ``{R}_lookup_table.yaml`` per resolution in OFA's format; returns the paths."""
-        import yaml
-
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -315,3 +327,105 @@ class LookupTable:
 
 def _entry_stats(m: Measurement) -> dict[str, Any]:
     return {"count": m.runs, "std": m.cv * m.mean_ms, "p90_ms": m.p90_ms, "cv": m.cv, "noisy": m.noisy}
+
+
+MAX_YAML_CHARS = 1 << 20
+"""The longest OFA table text accepted (a whole note10 table at one resolution is about 20 kB)."""
+MAX_YAML_DEPTH = 8
+"""The deepest nesting accepted (OFA's tables nest 2 deep: layer key -> {count, mean, std})."""
+MAX_YAML_NODES = 100_000
+"""The most nodes a table may expand to through its aliases (an alias bomb is refused while it is parsed)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """PyYAML's safe loader, refusing nesting deeper than `MAX_YAML_DEPTH` and expansion beyond `MAX_YAML_NODES`.
+
+    Each node's size with its aliases expanded is known once it is composed; an alias adds the size
+    of the node it names, so the limit holds before anything is constructed.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Compose the next node, within the limits (``yaml.MarkedYAMLError`` at the node otherwise)."""
+        mark = self.peek_event().start_mark
+        alias = self.check_event(yaml.AliasEvent)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_YAML_DEPTH} levels", problem_mark=mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if alias:
+            if id(node) not in self._sizes:
+                raise yaml.MarkedYAMLError(problem="an alias inside the node it names (recursive)", problem_mark=mark)
+            return node
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
+        size = 1 + sum(self._sizes[id(n)] for n in children) if isinstance(children, list) else 1
+        if size > MAX_YAML_NODES:
+            raise yaml.MarkedYAMLError(
+                problem=f"expands to more than {MAX_YAML_NODES} nodes through its aliases", problem_mark=mark
+            )
+        self._sizes[id(node)] = size
+        return node
+
+
+def parse_ofa_yaml(text: str, source: str) -> list[tuple[int, object, object]]:
+    """The entries of an OFA table's YAML text, parsed safely within limits: (line, key, value) in order.
+
+    Only YAML's standard tags are constructed (``!!python/...`` is refused); the text is at most
+    `MAX_YAML_CHARS`, nests at most `MAX_YAML_DEPTH` deep and expands to at most `MAX_YAML_NODES`
+    nodes through its aliases.
+
+    Args:
+        text: the YAML text of one table.
+        source: where it comes from (a file, or the request field), to begin each message.
+
+    Raises:
+        ValueError: ``"<source>, line L, column C: <reason>"`` (only ``"<source>: <reason>"`` for
+            the size) for text that is too long, not YAML, beyond a limit, or not one mapping.
+    """
+    if len(text) > MAX_YAML_CHARS:
+        raise ValueError(f"{source}: {len(text)} characters, more than the {MAX_YAML_CHARS} a table may have")
+    try:
+        loader = _BoundedLoader(text)  # a str is checked for unprintable characters here
+        root = loader.get_single_node()
+        if not isinstance(root, yaml.MappingNode) or root.tag != "tag:yaml.org,2002:map":
+            mark = root.start_mark if root is not None else loader.get_mark()
+            raise yaml.MarkedYAMLError(
+                problem="expected a mapping of layer keys to {count, mean, std}", problem_mark=mark
+            )
+        loader.flatten_mapping(root)
+        return [
+            (
+                key.start_mark.line + 1,
+                loader.construct_object(key, deep=True),
+                loader.construct_object(value, deep=True),
+            )
+            for key, value in root.value
+        ]
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+        reason = f"{error.context}: {error.problem}" if error.context else str(error.problem)
+        raise ValueError(f"{where}: {reason}") from None
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - text.rfind("\n", 0, error.position)
+        raise ValueError(
+            f"{source}, line {line}, column {column}: character #x{error.character:04x} is not allowed in YAML"
+        ) from None
+
+
+def _ofa_stats(value: dict[Any, Any], what: str) -> dict[str, Any]:
+    """The ``count`` and ``std`` of an OFA entry, checked to be a count and a finite std (`what` names it)."""
+    count, std = value.get("count", 1), value.get("std", 0.0)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 2**31:
+        raise ValueError(f"{what}: count must be a whole number of runs, got {count!r}"[:500])
+    if isinstance(std, bool) or not isinstance(std, int | float) or not 0 <= std < float("inf"):
+        raise ValueError(f"{what}: std must be a finite number of ms >= 0, got {std!r}"[:500])
+    return {f: value[f] for f in ("count", "std") if f in value}

@@ -5,19 +5,29 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base, utcnow
 
+_SHARED = text("user_id IS NULL")
+
 
 class Target(Base):
-    """A device + runtime, e.g. ``cpu-ort``; Ray nodes that host it advertise ``target:<name>``."""
+    """A device + runtime, e.g. ``cpu-ort``; Ray nodes that host it advertise ``target:<name>``.
+
+    Names are per user: a user's target is unique among theirs, a shared one (no owner, the
+    built-ins) among the shared ones, so another user's private names never collide with yours.
+    """
 
     __tablename__ = "targets"
+    __table_args__ = (
+        UniqueConstraint("user_id", "name"),
+        Index("uq_targets_shared_name", "name", unique=True, sqlite_where=_SHARED, postgresql_where=_SHARED),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(120), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     device: Mapped[str] = mapped_column(String(120), default="")
     runtime: Mapped[str] = mapped_column(String(64), default="")

@@ -29,7 +29,7 @@ def find_target(session: Session, lease: Lease, name: str) -> Target:
     Raises:
         JobError: ``not_found`` for an unknown target or another user's.
     """
-    row = target_row(session, name)
+    row = target_row(session, name, lease.user_id)
     if row is None or (row.user_id is not None and lease.user_id is not None and row.user_id != lease.user_id):
         raise JobError("not_found", f"target {name!r}: no such target")
     return row
