@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 Direction = Literal["min", "max"]
@@ -29,8 +29,8 @@ def _checked_bound(bound: float | tuple[float | None, float | None]) -> float | 
     return bound
 
 
-Bound = Annotated[float | tuple[float | None, float | None], AfterValidator(_checked_bound)]
-"""A number bounds an objective's bad side; ``[low, high]`` both (either may be null)."""
+Bound = Annotated[FiniteFloat | tuple[FiniteFloat | None, FiniteFloat | None], AfterValidator(_checked_bound)]
+"""A finite number bounds an objective's bad side; ``[low, high]`` both (either may be null)."""
 
 
 def latency_objective(target: str) -> str:

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES
 from api.routes.params import ResourceId
+from api.schemas.base import MAX_ID
 from api.schemas.base import Page as PageOut
 from api.schemas.jobs import JobOut
 from api.services import jobs
@@ -48,8 +49,8 @@ def job_events(
     job_id: ResourceId,
     ctx: Context,
     user: CurrentUser,
-    last_event_id: Annotated[int | None, Header(ge=0, description="resume after this event id")] = None,
-    after: Annotated[int, Query(ge=0, description="start after this event id (Last-Event-ID wins)")] = 0,
+    last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID, description="resume after this event id")] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="start after this event id (Last-Event-ID wins)")] = 0,
     follow: Annotated[bool, Query(description="keep the stream open until the job ends")] = True,
 ) -> StreamingResponse:
     """The job's events as server-sent events (``status``, ``progress``, ``log``); each ``id`` is the event's number.

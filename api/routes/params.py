@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import Header, Path
 
-MAX_ID = 2**63 - 1
-"""The largest row id (a signed 64-bit integer in SQL); larger ids would overflow the database driver."""
+from api.schemas.base import MAX_ID
 
 ResourceId = Annotated[int, Path(ge=1, le=MAX_ID, description="the resource's id")]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.schemas.base import Strict
+from api.schemas.base import BoundedJSON, Strict
 
 
 class AgentRegister(Strict):
@@ -23,7 +23,9 @@ class AgentRegister(Strict):
 
     name: str = Field(min_length=1, max_length=120, examples=["rpi4-lab"])
     targets: list[str] = Field(min_length=1, max_length=16)
-    environment: dict[str, Any] = Field(default_factory=dict, description="predictors.latency.measure.environment()")
+    environment: BoundedJSON[dict[str, Any]] = Field(
+        default_factory=dict, description="predictors.latency.measure.environment()"
+    )
 
 
 class AgentOut(BaseModel):
@@ -62,7 +64,9 @@ class TaskResult(Strict):
         }
     )  # fmt: skip
 
-    measurement: dict[str, Any] | None = Field(None, description="predictors.latency.Measurement.to_dict()")
+    measurement: BoundedJSON[dict[str, Any]] | None = Field(
+        None, description="predictors.latency.Measurement.to_dict()"
+    )
     error: str | None = Field(None, max_length=10_000, description="why the task could not be measured")
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.base import MAX_ID
 from predictors.search_spec import SearchGoal
 from store.models import JobStatus
 
@@ -33,9 +34,9 @@ class SearchCreate(SearchGoal):
     the user's rows by the service.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [SEARCH_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [SEARCH_EXAMPLE]}, allow_inf_nan=False)
 
-    supernet_id: int = Field(ge=1, le=2**63 - 1, description="a trained supernet of yours")
+    supernet_id: int = Field(ge=1, le=MAX_ID, description="a trained supernet of yours")
 
 
 class SearchOut(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.base import Strict
+from api.schemas.base import BoundedJSON, Strict
 
 TRAIN_EXAMPLE: dict[str, Any] = {
     "name": "fashion-32px",
@@ -26,7 +26,7 @@ class SupernetCreate(Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [TRAIN_EXAMPLE]})
 
     name: str = Field("", max_length=200, description="a label for the supernet")
-    config: dict[str, Any] = Field(
+    config: BoundedJSON[dict[str, Any]] = Field(
         description="space, dataset, strategy, epochs, batch_size, lr, seed, ... (see nas.train.TrainConfig)",
         examples=[TRAIN_EXAMPLE["config"]],
     )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.base import Strict
+from api.schemas.base import BoundedJSON, Strict
 
 
 class TargetCreate(Strict):
@@ -24,7 +24,9 @@ class TargetCreate(Strict):
     inter_op_threads: int = Field(1, ge=1, le=1024)
     batch_size: int = Field(1, ge=1, le=4096)
     precision: Literal["fp32", "fp16"] = "fp32"
-    provider_options: dict[str, str] = Field(default_factory=dict)
+    provider_options: BoundedJSON[dict[str, str]] = Field(
+        default_factory=dict, description="onnxruntime execution-provider options"
+    )
     remote: bool = Field(True, description="measured by `hwnas agent` on the device")
     description: str = Field("", max_length=2000)
 
@@ -73,9 +75,11 @@ class TaskCreate(Strict):
     )
 
     model_base64: str = Field(min_length=1, description="the ONNX file, base64")
-    settings: dict[str, Any] = Field(default_factory=dict, description="predictors.latency.MeasureSettings fields")
+    settings: BoundedJSON[dict[str, Any]] = Field(
+        default_factory=dict, description="predictors.latency.MeasureSettings fields"
+    )
     space: str | None = Field(None, description="with arch: the subnet this model is, to record its latency")
-    arch: dict[str, Any] | None = None
+    arch: BoundedJSON[dict[str, Any]] | None = None
 
 
 class TaskOut(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -10,8 +11,12 @@ from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from api.errors import invalid
+from api.schemas.base import MAX_ID
 
 T = TypeVar("T")
+
+_TOKEN = re.compile(r"id:([1-9][0-9]{0,18})")
+"""A token's text: ``id:`` and a positive decimal id of at most 19 digits (`MAX_ID` has 19)."""
 
 
 def encode_token(last_id: int) -> str:
@@ -20,19 +25,20 @@ def encode_token(last_id: int) -> str:
 
 
 def decode_token(token: str) -> int:
-    """The last id a token encodes.
+    """The last id a token encodes: a row id, from 1 to `MAX_ID`.
 
     Raises:
-        ApiError: 422 naming ``page_token`` when it is not one this API issued.
+        ApiError: 422 naming ``page_token`` when it is not one this API issued (an id out of range
+            included: it would overflow the database driver).
     """
     try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        kind, _, value = text.partition(":")
-        if kind != "id":
-            raise ValueError(text)
-        return int(value)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("page_token", "not a token from a previous page's next_page_token") from None
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        text = ""
+    match = _TOKEN.fullmatch(text)
+    if match is None or int(match[1]) > MAX_ID:
+        raise invalid("page_token", "not a token from a previous page's next_page_token")
+    return int(match[1])
 
 
 def paginate(

@@ -15,33 +15,40 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "ofa_mbv3_d234_e346_k357_w1.2": {"batch_size": 256, "lr": 0.1, "weight_decay": 3e-5, "bn_recal_images": 2000},
 }
 FALLBACK_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 0.1, "weight_decay": 3e-5, "bn_recal_images": 2000}
+MAX_EPOCHS = 10_000
+"""The most epochs a run (or a phase) may ask for."""
+MAX_LR = 10.0
+"""The largest peak learning rate accepted (SGD diverges long before)."""
 
 
 class PhaseConfig(BaseModel):
     """Override of one progressive-shrinking phase."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(description="phase name: full, kernel, depth_1, depth_2, expand_1 or expand_2")
-    epochs: int = Field(ge=1)
-    lr: float = Field(gt=0, description="peak learning rate of the phase")
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
+    lr: float = Field(gt=0, le=MAX_LR, description="peak learning rate of the phase")
 
 
 class TrainConfig(BaseModel):
     """Everything that determines a supernet training run (and so its checkpoints).
 
-    Fields left as None take the preset's default (`PRESET_DEFAULTS`).
+    Fields left as None take the preset's default (`PRESET_DEFAULTS`). Numbers must be finite
+    (``Infinity`` would otherwise be stored as null and trained with the default).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     space: str = Field("ofa_mbv3_d234_e346_k357_32px", description="search-space preset")
     dataset: str = Field("demo", description="registered dataset name (see nas.data.list_datasets)")
     data_dir: str | None = Field(None, description="where the dataset lives, if not in the default places")
     strategy: str = Field("sandwich", description="sandwich or progressive_shrinking")
-    epochs: int = Field(10, ge=1, description="total epochs (progressive shrinking splits them over its phases)")
+    epochs: int = Field(
+        10, ge=1, le=MAX_EPOCHS, description="total epochs (progressive shrinking splits them over its phases)"
+    )
     batch_size: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0, description="peak learning rate (after warm-up)")
+    lr: float | None = Field(None, gt=0, le=MAX_LR, description="peak learning rate (after warm-up)")
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float | None = Field(None, ge=0, description="not applied to BN parameters and biases")
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up at the start of training")
