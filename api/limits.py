@@ -7,8 +7,13 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLargeError(Exception):
-    """The streamed body passed the limit."""
+class BodyTooLargeError(BaseException):
+    """The streamed body passed the limit.
+
+    A `BaseException` on purpose: FastAPI turns any `Exception` raised while it reads a body into
+    400 "There was an error parsing the body", so a chunked body over the limit came back as that
+    400 instead of reaching this middleware's 413.
+    """
 
 
 class BodySizeLimit:

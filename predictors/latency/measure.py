@@ -83,14 +83,16 @@ class MeasureSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, low in (("warmup_runs", 0), ("runs", 2), ("retries", 0), ("seed", 0)):
+        # the maximums keep one request from holding a device for days (runs: 10**30 was accepted)
+        counts = (("warmup_runs", 0, 10_000), ("runs", 2, 10_000), ("retries", 0, 10), ("seed", 0, 2**32 - 1))
+        for name, low, high in counts:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("warmup_seconds", "cv_threshold"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        for name, limit in (("warmup_seconds", 60.0), ("cv_threshold", 100.0)):
+            number = getattr(self, name)
+            if not isinstance(number, int | float) or not math.isfinite(number) or not 0 <= number <= limit:
+                raise ValueError(f"{name} must be a finite number from 0 to {limit}, got {number!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

@@ -141,6 +141,17 @@ def test_oversized_body_is_413(tmp_path: Path) -> None:
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
 
 
+def test_an_oversized_chunked_body_is_413_too(tmp_path: Path) -> None:
+    """No Content-Length: the body is counted as it streams in (it was a 400 "error parsing the body")."""
+    ctx = make_context(tmp_path, max_body_bytes=1000)
+    users = make_users(ctx.db)
+    chunks = (b'{"name": "' + b"x" * 500, b"x" * 500, b"x" * 500 + b'", "config": {}}')
+    with TestClient(create_app(context=ctx)) as client:
+        r = client.post("/v1/supernets", content=iter(chunks), headers={**users.a, "Content-Type": "application/json"})
+        assert r.status_code == 413 and r.json()["code"] == "payload_too_large", r.text
+        assert client.get("/v1/jobs", headers=users.a).status_code == 200  # the server goes on serving
+
+
 def test_search_create_get_list_cancel_and_isolation(client: TestClient, ctx: ServiceContext, users: Users) -> None:
     supernet = add_supernet(ctx, users.a_id)
     r = client.post("/v1/searches", json=search_body(supernet), headers=users.a)

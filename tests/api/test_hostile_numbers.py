@@ -139,6 +139,7 @@ def test_search_constraints_must_be_finite(
     ("settings", "field"),
     [
         (f'{{"runs": {10**30}}}', "settings.runs"),
+        ('{"runs": 1000000000}', "settings"),  # finite and a safe integer, but days of a device's time
         ('{"warmup_seconds": Infinity}', "settings.warmup_seconds"),
         ('{"cv_threshold": NaN}', "settings.cv_threshold"),
     ],

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -107,6 +108,11 @@ def test_settings_roundtrip_and_errors() -> None:
         MeasureSettings(runs=1)
     with pytest.raises(ValueError, match="cv_threshold"):
         MeasureSettings(cv_threshold=math.nan)
+    absurd: dict[str, Any] = {"runs": 10**30, "warmup_runs": 10**9, "retries": 1000, "warmup_seconds": 1e9}
+    for field, value in absurd.items():
+        with pytest.raises(ValueError, match=field):
+            MeasureSettings(**{field: value})
+    MeasureSettings(runs=10_000, warmup_runs=10_000, retries=10, warmup_seconds=60.0, cv_threshold=100.0)  # limits
     with pytest.raises(ValueError, match="unknown MeasureSettings field"):
         MeasureSettings.from_dict({"repeats": 3})
 
