@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from predictors.accuracy_data import EvaluationCache
-from predictors.latency import LookupTable, MeasureSettings, Target
-from predictors.search_spec import LATENCY_PREFIX, SearchSpec, latency_objective
+from predictors.latency import LookupTable, Target
+from predictors.search_spec import SearchSpec, latency_objective
 
 if TYPE_CHECKING:
     from nas.search import SearchResult
@@ -207,8 +207,7 @@ def _build_table(
         if done % 25 == 0 or done == total:
             report.progress(stage="latency_table", target=name, done=done, total=total)
 
-    settings = MeasureSettings.from_dict(spec.measure)
-    return LookupTable.build(supernet.space, measurable[name], progress=progress, settings=settings)
+    return LookupTable.build(supernet.space, measurable[name], progress=progress, settings=spec.measure_settings)
 
 
 def _proven_infeasible(spec: SearchSpec, space: Any, objectives: dict[str, Any]) -> str | None:
@@ -323,16 +322,17 @@ def _export_and_validate(
         members.append(FrontMember(arch, space.key(arch), predicted, validated, sources, path))
     drift: dict[str, dict[str, Any]] = {}
     targets = [name for name in tables if name in measurable] if members else []
+    settings = spec.measure_settings
     onnx = [_onnx_file(member.bundle) for member in members] if targets else []
     for name in targets:
 
         def progress(done: int, total: int, name: str = name) -> None:
             report.progress(stage="measure", target=name, done=done, total=total)
 
-        measured, check = measure_batch(onnx, measurable[name], MeasureSettings.from_dict(spec.measure), progress)
+        measured, check = measure_batch(onnx, measurable[name], settings, progress)
         for member, measurement in zip(members, measured, strict=True):
-            member.validated[LATENCY_PREFIX + name] = measurement.median_ms
-            member.sources[LATENCY_PREFIX + name] = "measured"
+            member.validated[latency_objective(name)] = measurement.median_ms
+            member.sources[latency_objective(name)] = "measured"
         drift[name] = {"reference": members[0].arch_key, **check.to_dict()}
         if check.remeasured:
             report.log(f"target {name!r}: the reference subnet's latency drifted during validation: {drift[name]}",

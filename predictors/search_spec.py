@@ -9,10 +9,13 @@ validating its ``model_dump(mode="json")`` again gives the same spec.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    from predictors.latency import MeasureSettings
 
 Direction = Literal["min", "max"]
 FIXED_OBJECTIVES: dict[str, Direction] = {"accuracy": "max", "macs": "min", "params": "min"}
@@ -126,6 +129,13 @@ class SearchSpec(SearchGoal):
         from predictors.latency import MeasureSettings
 
         return MeasureSettings.from_dict(measure).to_dict()
+
+    @property
+    def measure_settings(self) -> MeasureSettings:
+        """`measure` as the settings object the measuring functions take."""
+        from predictors.latency import MeasureSettings
+
+        return MeasureSettings.from_dict(self.measure)
 
 
 def _unique(values: list[str]) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,6 @@ from store.models import Job, Subnet, Supernet
 from tests.api_helpers import Users, make_context, make_users
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
-    context = make_context(tmp_path, sse_poll_s=0.01)
-    yield context
-    context.db.dispose()
 
 
 def add_supernet(ctx: ServiceContext, user_id: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,8 @@ from api.context import ServiceContext
 from store.artifacts import ArtifactIntegrityError, LocalArtifactStore, register_artifact
 from store.models import Subnet
 from tests.api.test_api_core import add_supernet
-from tests.api_helpers import Users, make_context
+from tests.api_helpers import Users
 from tests.cli.test_client import bundle
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
-    context = make_context(tmp_path)
-    yield context
-    context.db.dispose()
 
 
 def add_exported_subnet(ctx: ServiceContext, user_id: int) -> int:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,16 +17,9 @@ from sqlalchemy import func, select
 from api.context import ServiceContext
 from api.schemas.base import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from store.models import Agent, AgentTask, Job, Target
-from tests.api_helpers import Users, make_context, tiny_onnx
+from tests.api_helpers import Users, tiny_onnx
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
-    context = make_context(tmp_path)
-    yield context
-    context.db.dispose()
 
 
 def nested(depth: int) -> Any:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,17 +18,10 @@ from sqlalchemy import func, select
 from api.context import ServiceContext
 from api.schemas.base import MAX_ID
 from store.models import Job, Supernet
-from tests.api_helpers import Users, make_context, tiny_onnx
+from tests.api_helpers import Users, tiny_onnx
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 LIST_ROUTES = ["/v1/searches", "/v1/supernets", "/v1/jobs", "/v1/agents", "/v1/targets"]
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
-    context = make_context(tmp_path, sse_poll_s=0.01)
-    yield context
-    context.db.dispose()
 
 
 def token(text: str) -> str:

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.context import ServiceContext
-from tests.api_helpers import Users, make_context
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[ServiceContext]:
-    context = make_context(tmp_path)
-    yield context
-    context.db.dispose()
+from tests.api_helpers import Users
 
 
 def test_another_users_private_target_name_is_neither_taken_nor_visible(client: TestClient, users: Users) -> None:
