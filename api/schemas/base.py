@@ -25,11 +25,12 @@ MAX_JSON_INT = 2**53
 class Strict(BaseModel):
     """Base of request bodies: unknown fields are an error (a typo must not be silently ignored).
 
-    Numbers must be finite: Python's ``json`` reads ``Infinity``, ``NaN`` and ``1e309`` as floats,
-    which pydantic would otherwise accept and store as null.
+    Values are not coerced: ``"4"`` or ``true`` is not an integer and ``0`` is not ``false``, as the
+    OpenAPI document says. Numbers must be finite: Python's ``json`` reads ``Infinity``, ``NaN`` and
+    ``1e309`` as floats, which pydantic would otherwise accept and store as null.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 def _refused(loc: tuple[str | int, ...], value: object, reason: str) -> ValidationError:
