@@ -20,21 +20,23 @@ class BodySizeLimit:
     """Reject bodies over `max_bytes` with 413 ``{code, message, field}``.
 
     A ``Content-Length`` over the limit is refused before reading; a chunked body is counted as it
-    arrives and refused when it passes the limit.
+    arrives and refused when it passes the limit. `larger` gives exact paths a limit of their own
+    (a dataset upload is far larger than any JSON body).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
+        self.app, self.max_bytes, self.larger = app, max_bytes, larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the request, refusing its body when it is over the limit."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.max_bytes)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
         seen = 0
         started = False
@@ -44,7 +46,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise BodyTooLargeError
             return message
 
@@ -58,11 +60,11 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
-                await self._reject(send)
+                await self._reject(send, limit)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         body = json.dumps(
-            {"code": "payload_too_large", "message": f"request body over {self.max_bytes} bytes", "field": None}
+            {"code": "payload_too_large", "message": f"request body over {limit} bytes", "field": None}
         ).encode()
         await send(
             {

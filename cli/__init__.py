@@ -2,10 +2,11 @@
 
 Command groups: `cli.commands.science` (``spaces``, ``export``, ``train``), `cli.commands.quickstart`,
 `cli.commands.service` (``serve``, ``worker``, ``agent``, ``admin``), `cli.commands.jobs` (``submit``,
-``status``, ``watch``, ``pareto``, ``download``, ``cancel``, over `cli.client`) and `cli.commands.listing`
-(``ls``). Heavy modules are imported inside the commands, so ``hwnas agent`` runs on a board
-without torch. A user error (bad input, an HTTP 4xx, an unreachable server) prints one ``error:``
-line and exits 1. Output to a file or a pipe is plain: no wrapped lines, a line per progress step.
+``status``, ``watch``, ``pareto``, ``download``, ``cancel``, over `cli.client`), `cli.commands.listing`
+(``ls``) and `cli.commands.datasets` (``dataset upload``). Heavy modules are imported inside the
+commands, so ``hwnas agent`` runs on a board without torch. A user error (bad input, an HTTP 4xx, an
+unreachable server) prints one ``error:`` line and exits 1. Output to a file or a pipe is plain: no
+wrapped lines, a line per progress step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import typer
 from rich.markup import escape
 
-from cli.commands import jobs, listing, quickstart, science, service
+from cli.commands import datasets, jobs, listing, quickstart, science, service
 from cli.console import CLIError, adapt_to_output, err_console
 
 app = typer.Typer(
@@ -27,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     callback=adapt_to_output,
 )
-for _module in (science, quickstart, service, jobs, listing):
+for _module in (science, quickstart, service, jobs, listing, datasets):
     _module.register(app)
 
 

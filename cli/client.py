@@ -32,7 +32,7 @@ SHA_HEADER = "X-Content-SHA256"
 STREAM_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive comment every 15 s of silence
 MAX_RECONNECTS = 5  # consecutive broken streams without a new event before `events` gives up
 DownloadFormat = Literal["onnx", "safetensors", "bundle"]
-Resource = Literal["searches", "supernets", "jobs"]
+Resource = Literal["searches", "supernets", "jobs", "datasets"]
 
 
 class ClientError(Exception):
@@ -154,6 +154,20 @@ class Client:
         A repeat with the same `idempotency_key` returns the first search (default: a fresh key per call).
         """
         return self._json("POST", "/v1/searches", json=body, headers=self._key(idempotency_key))
+
+    def upload_dataset(
+        self, path: str | os.PathLike[str], *, name: str = "", format: str | None = None
+    ) -> dict[str, Any]:
+        """Upload a dataset file (``POST /v1/datasets``); returns the stored dataset.
+
+        The service validates it before answering; uploading the same file again returns the first
+        dataset, so a retried upload is harmless.
+        """
+        params = {"name": name, **({"format": format} if format else {})}
+        return self._json(
+            "POST", "/v1/datasets", content=Path(path).read_bytes(), params=params,
+            headers={"Content-Type": "application/octet-stream"}, extensions={IDEMPOTENT: True},
+        )  # fmt: skip
 
     def job(self, job_id: int) -> dict[str, Any]:
         """A job: status, progress, result or error."""

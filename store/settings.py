@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "HWNAS_"
 
@@ -28,6 +30,14 @@ class Settings(BaseSettings):
     poll_s: float = Field(2.0, gt=0, description="how often an idle worker looks for queued jobs")
     max_attempts: int = Field(3, ge=1, description="default number of claims a job gets before it fails")
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="how long SQLite waits for a lock")
+    data_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (),
+        description="server directories whose datasets users may name by path (config.data_dir); "
+        f"HWNAS_DATA_ROOTS lists them separated by {os.pathsep!r}. Empty: users upload datasets instead",
+    )
+    max_dataset_bytes: int = Field(
+        1 << 30, ge=1, description="largest dataset upload, and the most its archive may expand to"
+    )
     gil_switch_interval_ms: float = Field(
         0.5,
         gt=0,
@@ -35,6 +45,13 @@ class Settings(BaseSettings):
         "database call in the thread pool waits up to 5 ms for the busy event loop at every step and "
         "stalls all requests for hundreds of ms under load",
     )
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(part) for part in value.split(os.pathsep) if part)
+        return value
 
     @classmethod
     def local(cls, home: Path) -> Settings:

@@ -24,9 +24,10 @@ def create_supernet(
 ) -> JobOut:
     """Queue the training of a supernet; the job's result names the supernet (``supernet_id``) when it is done.
 
-    The space, dataset and strategy must be registered ones (a 422 lists them otherwise).
+    The space, dataset and strategy must be registered ones (a 422 lists them otherwise). Bring your
+    own data by uploading it (``POST /v1/datasets``) and passing its ``dataset_id``.
     """
-    params = train_params(body)
+    params = train_params(ctx, user, body)
     job, created = jobs.submit(ctx, user, TRAIN_JOB_KIND, params, idempotency_key)
     accepted(response, f"/v1/jobs/{job.id}", created)
     return JobOut.of(job)

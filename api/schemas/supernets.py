@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.base import BoundedJSON, Strict
+from api.schemas.base import MAX_ID, BoundedJSON, Strict
 
 TRAIN_EXAMPLE: dict[str, Any] = {
     "name": "fashion-32px",
@@ -27,8 +27,15 @@ class SupernetCreate(Strict):
 
     name: str = Field("", max_length=200, description="a label for the supernet")
     config: BoundedJSON[dict[str, Any]] = Field(
-        description="space, dataset, strategy, epochs, batch_size, lr, seed, ... (see nas.train.TrainConfig)",
+        description="space, dataset, strategy, epochs, batch_size, lr, seed, ... (see nas.train.TrainConfig); "
+        "data_dir only inside the service's data roots",
         examples=[TRAIN_EXAMPLE["config"]],
+    )
+    dataset_id: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ID,
+        description="train on an uploaded dataset of yours (POST /v1/datasets) instead of config.dataset",
     )
 
 
@@ -38,7 +45,10 @@ class SupernetOut(BaseModel):
     id: int = Field(examples=[3])
     name: str
     space: str = Field(examples=["ofa_mbv3_d234_e346_k357_32px"])
-    dataset: str = Field(examples=["fashion_mnist"])
+    dataset: str = Field(
+        description="a built-in dataset's name, or dataset:<id> for an upload", examples=["fashion_mnist"]
+    )
+    dataset_id: int | None = Field(None, description="the uploaded dataset it was trained on")
     strategy: str = Field(examples=["sandwich"])
     config: dict[str, Any]
     metrics: dict[str, Any] | None = Field(None, examples=[{"epochs": 10, "final_loss": 0.41}])

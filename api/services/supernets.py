@@ -14,16 +14,24 @@ from sqlalchemy import select
 from api.context import ServiceContext
 from api.errors import invalid
 from api.schemas.supernets import SupernetCreate
+from api.services.datasets import server_data_path, user_dataset
 from api.services.ownership import owned
 from api.services.pages import paginate
 from store.models import Supernet, User
 from workers.kinds import validate_params
 
 TRAIN_JOB_KIND = "train_supernet"
+UPLOADED_DATASET_FORMAT = "npz"
+"""How an uploaded dataset is stored, and so which loader trains on it."""
+PATH_DATASETS = frozenset({"npz", "imagefolder", "idx"})
+"""Datasets that are nothing but a path: without ``data_dir`` they have no data."""
 
 
-def train_params(request: SupernetCreate) -> dict[str, Any]:
-    """The training job's parameters: `nas.train.TrainConfig`'s checks, then the registered names.
+def train_params(ctx: ServiceContext, user: User, request: SupernetCreate) -> dict[str, Any]:
+    """The training job's parameters: `nas.train.TrainConfig`'s checks, the registered names, the data's place.
+
+    An uploaded dataset (``dataset_id``) must be the user's; it is trained on as the ``npz`` it is stored
+    as. A server path (``config.data_dir``) must lie inside a data root (`server_data_path`).
 
     The registries are imported here, not at module level: `nas.data` and `nas.train` import torch
     (which `TrainConfig`'s validation loads anyway), and the API process must start without it.
@@ -31,17 +39,31 @@ def train_params(request: SupernetCreate) -> dict[str, Any]:
     Raises:
         pydantic.ValidationError: a field of the configuration is invalid (a 422 naming it).
         ApiError: 422 naming ``config.space``, ``config.dataset`` or ``config.strategy`` when the
-            name is not registered; the message lists the registered names.
+            name is not registered (the message lists the registered names), ``dataset_id`` when it
+            comes with ``config.dataset``, ``config.data_dir`` outside the data roots; 404 naming
+            ``dataset_id`` for a dataset that is not the user's.
     """
     from nas.data import list_datasets
     from nas.spaces import list_spaces
     from nas.train import list_strategies
 
-    params = validate_params(TRAIN_JOB_KIND, request.model_dump())
+    body = request.model_dump()
+    if request.dataset_id is not None:
+        if {"dataset", "data_dir"} & request.config.keys():
+            raise invalid("dataset_id", "give dataset_id or config.dataset (with config.data_dir), not both")
+        body["config"] = {**request.config, "dataset": UPLOADED_DATASET_FORMAT}
+    params = validate_params(TRAIN_JOB_KIND, body)
     config = params["config"]
     for name, registered in (("space", list_spaces()), ("dataset", list_datasets()), ("strategy", list_strategies())):
         if config[name] not in registered:
             raise invalid(f"config.{name}", f"unknown {name} {config[name]!r}; registered: {', '.join(registered)}")
+    if request.dataset_id is not None:
+        user_dataset(ctx, user, request.dataset_id, "dataset_id")
+    elif config["data_dir"] is not None:
+        config["data_dir"] = server_data_path(ctx, config["data_dir"], "config.data_dir")
+    elif config["dataset"] in PATH_DATASETS:
+        raise invalid("config.dataset", f"{config['dataset']!r} reads a path on the server: upload the dataset "
+                                        "(POST /v1/datasets) and train with dataset_id instead")  # fmt: skip
     return params
 
 

@@ -72,7 +72,10 @@ def submit_supernet(
     file: FileOption = None,
     name: Annotated[str | None, typer.Option(help="a label for the supernet")] = None,
     space: Annotated[str | None, typer.Option(help="search-space preset")] = None,
-    dataset: Annotated[str | None, typer.Option(help="demo, fashion_mnist, mnist, cifar10, imagefolder or npz")] = None,
+    dataset: Annotated[str | None, typer.Option(help="a built-in dataset: demo, fashion_mnist, mnist, cifar10")] = None,
+    dataset_id: Annotated[
+        int | None, typer.Option(help="an uploaded dataset of yours (hwnas dataset upload FILE)")
+    ] = None,
     strategy: Annotated[str | None, typer.Option(help="sandwich or progressive_shrinking")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
@@ -86,7 +89,7 @@ def submit_supernet(
     body = read_body(file)
     config = _overlay(dict(body.get("config") or {}), space=space, dataset=dataset, strategy=strategy, epochs=epochs,
                       batch_size=batch_size, lr=lr, seed=seed)  # fmt: skip
-    body = _overlay(body, name=name, config=config)
+    body = _overlay(body, name=name, config=config, dataset_id=dataset_id)
     with make_client(server, token) as client:
         job = client.submit_supernet(body, idempotency_key=idempotency_key)
     console.print(f"queued job {job['id']} ({job['kind']}, {job['status']}); follow it with: hwnas watch {job['id']}")

@@ -1,4 +1,4 @@
-"""``hwnas ls supernets|searches|jobs``: your resources, newest first, as a table (plain lines off a terminal)."""
+"""``hwnas ls supernets|searches|jobs|datasets``: your resources, newest first, as a table (plain off a terminal)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,11 @@ def _job(r: dict[str, Any]) -> list[str]:
             took(r) or "-", outcome or "-"]  # fmt: skip
 
 
+def _dataset(r: dict[str, Any]) -> list[str]:
+    return [str(r["id"]), r["name"] or "-", r["format"], f"{r['train_images']:,}", f"{r['test_images']:,}",
+            f"{r['image_size']}px x{r['channels']}", str(r["num_classes"]), _when(r["created_at"])]  # fmt: skip
+
+
 COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
     "supernets": (("id", "name", "space", "dataset", "strategy", "epochs", "final loss", "created"), _supernet),
     "searches": (
@@ -59,12 +64,13 @@ COLUMNS: dict[str, tuple[tuple[str, ...], Row]] = {
         _search,
     ),
     "jobs": (("id", "kind", "status", "attempts", "created", "took", "result"), _job),
+    "datasets": (("id", "name", "format", "train", "test", "size", "classes", "created"), _dataset),
 }
 """Per resource: the columns and how a listed item fills them."""
 
 
 def ls(
-    resource: Annotated[str, typer.Argument(metavar="RESOURCE", help="supernets, searches or jobs")],
+    resource: Annotated[str, typer.Argument(metavar="RESOURCE", help="supernets, searches, jobs or datasets")],
     kind: Annotated[str | None, typer.Option(help="jobs only: this kind (train_supernet, search, ...)")] = None,
     status: Annotated[str | None, typer.Option(help="jobs only: this status (QUEUED, RUNNING, FAILED, ...)")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200, help="at most this many, newest first")] = 50,
@@ -73,9 +79,9 @@ def ls(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """List your supernets, searches or jobs, newest first (jobs: --kind, --status)."""
+    """List your supernets, searches, jobs or datasets, newest first (jobs: --kind, --status)."""
     if resource not in COLUMNS:
-        raise CLIError(f"RESOURCE: expected supernets, searches or jobs, got {resource!r}")
+        raise CLIError(f"RESOURCE: expected {', '.join(COLUMNS)}, got {resource!r}")
     if resource != "jobs" and (kind or status):
         raise CLIError("--kind and --status filter jobs only: hwnas ls jobs --kind search --status RUNNING")
     status = status.upper() if status else None

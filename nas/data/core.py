@@ -125,6 +125,21 @@ class Split:
     labels: np.ndarray
 
 
+MAX_CLASSES = 100_000
+"""The most classes a dataset may have (labels are class indices; a stray huge label must not allocate names)."""
+
+
+def numbered_classes(num_classes: int, source: str) -> list[str]:
+    """Class names "0", "1", ... for datasets that name none.
+
+    Raises:
+        ValueError: `num_classes` is over `MAX_CLASSES` (naming `source`).
+    """
+    if num_classes > MAX_CLASSES:
+        raise ValueError(f"{source}: the largest label is {num_classes - 1}; at most {MAX_CLASSES:,} classes")
+    return [str(i) for i in range(num_classes)]
+
+
 def check_labelled_images(
     images: np.ndarray, labels: np.ndarray, num_classes: int, images_source: str, labels_source: str
 ) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from nas.data.core import ImageData, check_labelled_images
+from nas.data.core import ImageData, check_labelled_images, numbered_classes
 from nas.data.download import _download
-from nas.data.places import DATA_DIR_ENV, _describe_places, _download_dir, _search_dirs
+from nas.data.places import DATA_DIR_ENV, _describe_places, _download_dir, _require_root, _search_dirs
 from nas.data.registry import register_dataset
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def read_idx(path: str | Path) -> npt.NDArray[np.generic]:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,28 @@ def _load_idx_dataset(name: str, root: Path | None, download: bool) -> ImageData
     return ImageData.from_arrays(name, *train, *test, source.classes, hflip=source.hflip)
 
 
+@register_dataset("idx")
+def _load_idx_directory(root: Path | None, download: bool) -> ImageData:
+    """The four IDX files of MNIST's layout (each raw or ``.gz``) in the directory ``root``.
+
+    Classes are named "0", "1", ... up to the largest label; horizontal flips are used as
+    augmentation (store the data as ``npz`` with ``hflip=False`` where a flip changes the class).
+    ``download`` is ignored.
+    """
+    directory = _require_root("idx", root, "a directory holding the four IDX files")
+    files = _find_idx_files([("root", directory)])
+    if files is None:
+        found = _missing_idx_files(directory) if directory.is_dir() else "no such directory"
+        raise FileNotFoundError(f"{directory}: {found}; the idx dataset needs {', '.join(IDX_FILES)}")
+    labels = [read_idx(files[stem]) for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte")]
+    if any(part.dtype.kind not in "iu" or part.size == 0 for part in labels):
+        raise ValueError(f"{directory}: the label files must hold integer labels")
+    classes = numbered_classes(max(int(part.max()) for part in labels) + 1, str(directory))
+    train = _read_idx_pair(files["train-images-idx3-ubyte"], files["train-labels-idx1-ubyte"], len(classes))
+    test = _read_idx_pair(files["t10k-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"], len(classes))
+    return ImageData.from_arrays("idx", *train, *test, classes, hflip=True)
+
+
 def _idx_file(directory: Path, stem: str) -> Path | None:
     for candidate in (directory / f"{stem}.gz", directory / stem):
         if candidate.is_file():
@@ -158,14 +180,14 @@ def _find_idx_files(places: Sequence[tuple[str, Path | None]]) -> dict[str, Path
     """The four files, from the first directory that holds them all."""
     for _, directory in places:
         if directory is not None:
-            found = {stem: path for stem in _IDX_FILES if (path := _idx_file(directory, stem)) is not None}
-            if len(found) == len(_IDX_FILES):
+            found = {stem: path for stem in IDX_FILES if (path := _idx_file(directory, stem)) is not None}
+            if len(found) == len(IDX_FILES):
                 return found
     return None
 
 
 def _missing_idx_files(directory: Path) -> str:
-    return "missing " + ", ".join(stem for stem in _IDX_FILES if _idx_file(directory, stem) is None)
+    return "missing " + ", ".join(stem for stem in IDX_FILES if _idx_file(directory, stem) is None)
 
 
 def _idx_not_found(name: str, source: _IdxSource, looked: str, target: Path, failure: str) -> str:
@@ -175,7 +197,7 @@ def _idx_not_found(name: str, source: _IdxSource, looked: str, target: Path, fai
         f"put the four files in a directory passed as root, or in $DIR/{name} with {DATA_DIR_ENV}=$DIR set",
     ]
     return (
-        f"{source.title} not found: no directory holds all of {', '.join(_IDX_FILES)} (each .gz or raw). "
+        f"{source.title} not found: no directory holds all of {', '.join(IDX_FILES)} (each .gz or raw). "
         f"Looked in, in this order:\n{looked}\n{failure}.\nTo get it: {'; or '.join(ways)}."
     )
 
@@ -186,7 +208,7 @@ def _base_url(source: _IdxSource) -> str:
 
 def _download_idx(source: _IdxSource, target: Path) -> None:
     base = _base_url(source).rstrip("/")
-    for stem in _IDX_FILES:
+    for stem in IDX_FILES:
         if _idx_file(target, stem) is None:
             _download(f"{base}/{stem}.gz", target / f"{stem}.gz", source.md5[f"{stem}.gz"])
 

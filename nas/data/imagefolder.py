@@ -12,7 +12,7 @@ from nas.data.core import ImageData
 from nas.data.places import _require_root
 from nas.data.registry import register_dataset
 
-_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 _GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
 
@@ -28,7 +28,7 @@ def _load_imagefolder(root: Path | None, download: bool) -> ImageData:
     train_paths, train_labels = _folder_images(root / "train", classes, every_class=True)
     test_paths, test_labels = _folder_images(root / "test", classes, every_class=False)
     if not test_paths:
-        raise ValueError(f"{root / 'test'} holds no {'/'.join(sorted(_IMAGE_SUFFIXES))} images")
+        raise ValueError(f"{root / 'test'} holds no {'/'.join(sorted(IMAGE_SUFFIXES))} images")
     mode = _folder_mode([*train_paths, *test_paths])
     train_images, test_images = _read_images(train_paths, mode), _read_images(test_paths, mode)
     return ImageData.from_arrays(
@@ -60,9 +60,9 @@ def _folder_images(part: Path, classes: Sequence[str], *, every_class: bool) -> 
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (part / name).iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+        files = sorted(p for p in (part / name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files and every_class:
-            raise ValueError(f"{part / name} holds no {'/'.join(sorted(_IMAGE_SUFFIXES))} images")
+            raise ValueError(f"{part / name} holds no {'/'.join(sorted(IMAGE_SUFFIXES))} images")
         paths += files
         labels += [label] * len(files)
     return paths, np.array(labels, dtype=np.int64)

@@ -26,7 +26,8 @@ class BatchLoader:
         augment: a random crop of each image zero-padded by ``pad`` (offsets drawn per sample) and,
             if ``hflip``, a random horizontal flip per sample.
         hflip: whether augmentation flips (see `ImageData.hflip`).
-        pad: crop padding in pixels.
+        pad: crop padding in pixels; default 2, or an eighth of the image side for images under
+            16 px (2 px would shift an 8 px digit by a quarter of its width).
         seed: a non-negative integer.
         drop_last: drop a last batch smaller than ``batch_size``.
         limit: use only the first ``limit`` samples of the split (a fixed subset, e.g. for BN recalibration).
@@ -45,12 +46,13 @@ class BatchLoader:
         shuffle: bool,
         augment: bool,
         hflip: bool,
-        pad: int = 2,
+        pad: int | None = None,
         seed: int = 0,
         drop_last: bool = False,
         limit: int | None = None,
     ) -> None:
         channels = split.images.shape[-1]
+        pad = _default_pad(split.images.shape[1]) if pad is None else pad
         if batch_size < 1 or pad < 0 or seed < 0 or (limit is not None and limit < 1):
             raise ValueError(
                 f"need batch_size >= 1, pad >= 0, seed >= 0 and limit None or >= 1; "
@@ -122,3 +124,8 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
     """A tensor sharing the array's memory, or a copy where the array is read-only or not contiguous."""
     array = np.ascontiguousarray(array)
     return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def _default_pad(side: int) -> int:
+    """The crop padding for images of `side` pixels: 2, or side / 8 (at least 1) under 16 px."""
+    return 2 if side >= 16 else max(1, side // 8)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.data.core import ImageData, _stratified_holdout, _with_channel_axis, check_labelled_images
+from nas.data.core import (
+    ImageData,
+    _stratified_holdout,
+    _with_channel_axis,
+    check_labelled_images,
+    numbered_classes,
+)
 from nas.data.places import _require_root
 from nas.data.registry import register_dataset
 
@@ -74,7 +80,7 @@ def _npz_labels(y: np.ndarray, key: str, path: Path) -> np.ndarray:
 
 def _npz_classes(names: np.ndarray | None, num_labels: int, path: Path) -> list[str]:
     if names is None:
-        return [str(i) for i in range(num_labels)]
+        return numbered_classes(num_labels, f"{path} 'y'")
     if names.ndim != 1 or names.dtype.kind != "U" or len(names) == 0:
         raise ValueError(f"{path}: 'classes' must be a 1-D array of str, got {names.dtype} {names.shape}")
     return [str(n) for n in names]

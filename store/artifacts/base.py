@@ -49,6 +49,20 @@ class StoredFile:
     sha256: str
 
 
+def stream_sha256(fp: BinaryIO) -> str:
+    """The sha256 (hex) of what `fp` has left to read, read to its end."""
+    digest = hashlib.sha256()
+    while chunk := fp.read(CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file."""
+    with path.open("rb") as fp:
+        return stream_sha256(fp)
+
+
 def check_key(key: str) -> str:
     """Validate a store key: a relative POSIX path without ``.``/``..`` parts or empty segments.
 

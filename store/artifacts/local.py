@@ -16,6 +16,7 @@ from store.artifacts.base import (
     VerifyingReader,
     check_key,
     check_sha256,
+    stream_sha256,
 )
 
 
@@ -79,10 +80,7 @@ class LocalArtifactStore(ArtifactStore):
         """
         fp = self._open(key)
         try:
-            digest = hashlib.sha256()
-            while chunk := fp.read(CHUNK):
-                digest.update(chunk)
-            check_sha256(key, digest.hexdigest(), sha256)
+            check_sha256(key, stream_sha256(fp), sha256)
             fp.seek(0)
         except BaseException:
             fp.close()

@@ -1,6 +1,7 @@
 """The store's tables (SQLAlchemy 2.0 typed ORM); importing this package registers them all on `Base.metadata`."""
 
 from store.models.artifacts import Artifact
+from store.models.datasets import Dataset
 from store.models.jobs import Job, JobEvent, JobStatus, JobStatusChange
 from store.models.nas import Search, Subnet, Supernet
 from store.models.targets import Agent, AgentTask, LatencyMeasurement, LatencyTable, Target
@@ -11,6 +12,7 @@ __all__ = [
     "AgentTask",
     "ApiToken",
     "Artifact",
+    "Dataset",
     "Job",
     "JobEvent",
     "JobStatus",

@@ -21,7 +21,10 @@ class Supernet(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     space: Mapped[str] = mapped_column(String(120))
-    dataset: Mapped[str] = mapped_column(String(120))
+    dataset: Mapped[str] = mapped_column(String(120), doc="a registered dataset's name, or dataset:<id> for an upload")
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="RESTRICT"), index=True, doc="the uploaded dataset it was trained on"
+    )
     strategy: Mapped[str] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)

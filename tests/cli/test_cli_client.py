@@ -176,7 +176,7 @@ def test_ls_lists_supernets_searches_and_jobs_newest_first(live: Live, capsys: p
         (["pareto", "1", "--format", "xml"], "--format"),
         (["download", "1", "--server", "http://127.0.0.1:9"], "cannot reach the hwnas server"),
         (["watch", "1", "--token", "wrong"], "401 unauthorized"),
-        (["ls", "things"], "RESOURCE: expected supernets, searches or jobs, got 'things'"),
+        (["ls", "things"], "RESOURCE: expected supernets, searches, jobs, datasets, got 'things'"),
         (["ls", "searches", "--kind", "search"], "--kind and --status filter jobs only"),
         (["ls", "jobs", "--kind", "serach"], "422 validation_error: kind: unknown job kind 'serach'; registered: "),
         (["ls", "jobs", "--status", "done"], "422 validation_error: status: "),

@@ -67,20 +67,30 @@ def run_next(ctx: ServiceContext, job_id: int) -> None:
     assert done is not None and done.id == job_id and done.status.value == "SUCCEEDED", done
 
 
-def user_top1(bundle_zip: bytes) -> tuple[float, int]:
-    """Top-1 of a downloaded bundle on the demo test split, as a user would compute it from arch.json alone."""
+def user_top1(
+    bundle_zip: bytes, images: np.ndarray | None = None, labels: np.ndarray | None = None
+) -> tuple[float, int]:
+    """Top-1 of a downloaded bundle on a test split (default: the demo's), as a user would compute it from arch.json.
+
+    Args:
+        bundle_zip: the downloaded bundle.
+        images: uint8 (N, H, W, C) test images.
+        labels: their labels.
+    """
     with zipfile.ZipFile(io.BytesIO(bundle_zip)) as archive:
         meta = json.loads(archive.read("arch.json"))
         model = archive.read("model.onnx")
-    data = load_dataset("demo")
+    if images is None or labels is None:
+        data = load_dataset("demo")
+        images, labels = data.test_images, data.test_labels
     inp = meta["input"]
-    x = torch.from_numpy(data.test_images).permute(0, 3, 1, 2).float() * inp["pixel_scale"]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() * inp["pixel_scale"]
     x = (x - torch.tensor(inp["mean"])[:, None, None]) / torch.tensor(inp["std"])[:, None, None]
     assert inp["resize"] == "bilinear"
     x = torch.nn.functional.interpolate(x, size=(inp["size"], inp["size"]), mode="bilinear", align_corners=False)
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     (logits,) = session.run([meta["output"]["name"]], {inp["name"]: x.numpy()})
-    return float(np.mean(logits.argmax(1) == data.test_labels)), len(data.test_labels)
+    return float(np.mean(logits.argmax(1) == labels)), len(labels)
 
 
 def test_every_downloaded_front_member_scores_its_validated_accuracy(

@@ -48,7 +48,7 @@ class ExportSubnetJob(TypedJobKind[ExportParams, CheckpointInputs, ExportOutcome
 
     def resolve(self, session: Session, lease: Lease, params: ExportParams) -> CheckpointInputs:
         """The checkpoint files of the supernet (the job's owner must own it)."""
-        return CheckpointInputs(checkpoint=checkpoint_inputs(session, lease, params.supernet_id))
+        return checkpoint_inputs(session, lease, params.supernet_id)
 
     def work(self, params: ExportParams, inputs: CheckpointInputs, ctx: WorkContext) -> ExportOutcome:
         """Export and store the bundle."""
@@ -57,7 +57,7 @@ class ExportSubnetJob(TypedJobKind[ExportParams, CheckpointInputs, ExportOutcome
         from nas.export import export_bundle
         from nas.train.evaluate import data_for
 
-        net = load_supernet(inputs.checkpoint, ctx).supernet
+        net = load_supernet(inputs, ctx).supernet
         space = net.space
         if params.arch == "min":
             arch = space.min_arch()

@@ -26,8 +26,9 @@ from store.artifacts import StoredFile, register_artifact
 from store.models import Artifact, LatencyTable, Search, Subnet
 from store.queue import Lease
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
+from workers.kinds.datasets import FileRef
 from workers.kinds.latency import find_target, target_spec
-from workers.kinds.supernets import CheckpointInputs, FileRef, checkpoint_inputs, load_supernet
+from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
 EVALUATION_CACHE = "evaluation_cache"
 """The artefact kind of a search's additions to its supernet's evaluation cache."""
@@ -155,7 +156,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
             .order_by(Artifact.id)
         )
         return SearchInputs(
-            checkpoint=checkpoint_inputs(session, lease, params.supernet_id),
+            **dict(checkpoint_inputs(session, lease, params.supernet_id)),
             targets=targets,
             evaluations=[(row.key, row.sha256) for row in evaluations],
         )
@@ -166,7 +167,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
         from predictors.latency import LookupTable, Target
         from predictors.pipeline import LatencyModelMismatchError, run_search
 
-        supernet = load_supernet(inputs.checkpoint, ctx).supernet
+        supernet = load_supernet(inputs, ctx).supernet
         tables = {name: LookupTable.from_dict(json.loads(ctx.store.get(*info.table)))
                   for name, info in inputs.targets.items() if info.table is not None}  # fmt: skip
         measurable = {name: Target.from_dict(inputs.targets[name].spec) for name in _local_targets(params.targets)}

@@ -12,22 +12,21 @@ from sqlalchemy.orm import Session
 from store.models import Artifact, Supernet
 from store.queue import Lease
 from workers.kinds.base import JobError, WorkContext
+from workers.kinds.datasets import FileRef, dataset_file, local_dataset
 
 if TYPE_CHECKING:
     from nas.train import TrainRun
 
-FileRef = tuple[str, str]
-"""An artefact's key and sha256."""
-
 
 class CheckpointInputs(BaseModel):
-    """A supernet's checkpoint files, by name."""
+    """A supernet's checkpoint files, by name, and the uploaded dataset it was trained on (if it was)."""
 
     checkpoint: dict[str, FileRef]
+    dataset: FileRef | None = None
 
 
-def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> dict[str, FileRef]:
-    """The supernet's checkpoint files as {name: (artefact key, sha256)}; the job's owner must own it.
+def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> CheckpointInputs:
+    """The supernet's checkpoint files as {name: (artefact key, sha256)} and its dataset; the job's owner must own it.
 
     Raises:
         JobError: ``not_found`` (no such supernet, or another user's) or ``not_ready`` (no checkpoint yet).
@@ -39,14 +38,23 @@ def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> dict[
         raise JobError("not_ready", f"supernet_id {supernet_id}: it has no checkpoint yet")
     rows = session.scalars(select(Artifact).where(Artifact.id.in_(supernet.checkpoint.values())))
     by_id = {row.id: row for row in rows}
-    return {name: (by_id[i].key, by_id[i].sha256) for name, i in supernet.checkpoint.items()}
+    return CheckpointInputs(
+        checkpoint={name: (by_id[i].key, by_id[i].sha256) for name, i in supernet.checkpoint.items()},
+        dataset=None if supernet.dataset_id is None else dataset_file(session, lease, supernet.dataset_id),
+    )
 
 
-def load_supernet(files: dict[str, FileRef], ctx: WorkContext) -> TrainRun:
-    """Fetch the checkpoint files (verifying their sha256) into the job's run dir and load the run."""
+def load_supernet(inputs: CheckpointInputs, ctx: WorkContext) -> TrainRun:
+    """Fetch the checkpoint files (verifying their sha256) into the job's run dir and load the run.
+
+    A supernet trained on an uploaded dataset finds it where its training run recorded it (the
+    node's content-addressed copy, fetched here if missing).
+    """
     from nas.train import load_run
 
+    if inputs.dataset is not None:
+        local_dataset(inputs.dataset, ctx)
     local = ctx.run_dir / "supernet"
     shutil.rmtree(local, ignore_errors=True)
-    ctx.store.fetch_tree({name: (key, sha) for name, (key, sha) in files.items()}, local / "checkpoint")
+    ctx.store.fetch_tree(inputs.checkpoint, local / "checkpoint")
     return load_run(local)

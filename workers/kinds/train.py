@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from store.artifacts import StoredFile, register_artifact
 from store.models import Supernet
 from store.queue import Lease
-from workers.kinds.base import NoInputs, TypedJobKind, WorkContext, register_job_kind
+from workers.kinds.base import TypedJobKind, WorkContext, register_job_kind
+from workers.kinds.datasets import FileRef, dataset_file, local_dataset
 
 CHECKPOINT_PREFIX = "jobs/{job_id}/supernet/checkpoint"
 
@@ -24,6 +25,7 @@ class TrainParams(BaseModel):
 
     name: str = Field("", max_length=200, description="a label for the supernet")
     config: dict[str, Any] = Field(description="a nas.train.TrainConfig (stored with the preset's defaults filled)")
+    dataset_id: int | None = Field(None, description="an uploaded dataset (config.dataset is then npz)")
 
     @field_validator("config")
     @classmethod
@@ -31,6 +33,12 @@ class TrainParams(BaseModel):
         from nas.train.config import TrainConfig
 
         return TrainConfig.model_validate(config).model_dump(mode="json")
+
+
+class TrainInputs(BaseModel):
+    """The uploaded dataset's stored file, if the job trains on one."""
+
+    dataset: FileRef | None = None
 
 
 class TrainOutcome(BaseModel):
@@ -43,7 +51,7 @@ class TrainOutcome(BaseModel):
 
 
 @register_job_kind("train_supernet")
-class TrainSupernetJob(TypedJobKind[TrainParams, NoInputs, TrainOutcome]):
+class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
     """Trains in the job's run dir (checkpoint every epoch), then stores the final checkpoint as artefacts.
 
     A reclaimed job finds the checkpoint of its earlier attempt in the run dir and continues from it
@@ -51,10 +59,17 @@ class TrainSupernetJob(TypedJobKind[TrainParams, NoInputs, TrainOutcome]):
     """
 
     Params = TrainParams
+    Inputs = TrainInputs
     Result = TrainOutcome
 
-    def work(self, params: TrainParams, inputs: NoInputs, ctx: WorkContext) -> TrainOutcome:
-        """Train (or finish training) and store the checkpoint."""
+    def resolve(self, session: Session, lease: Lease, params: TrainParams) -> TrainInputs:
+        """The uploaded dataset's file (the job's owner must own the dataset)."""
+        return TrainInputs(
+            dataset=None if params.dataset_id is None else dataset_file(session, lease, params.dataset_id)
+        )
+
+    def work(self, params: TrainParams, inputs: TrainInputs, ctx: WorkContext) -> TrainOutcome:
+        """Train (or finish training) and store the checkpoint; an uploaded dataset is read from its local copy."""
         from nas.train import ProgressEvent, TrainConfig, train_supernet
         from nas.train.checkpoint import find_checkpoint
 
@@ -67,7 +82,10 @@ class TrainSupernetJob(TypedJobKind[TrainParams, NoInputs, TrainOutcome]):
         def report(event: ProgressEvent) -> None:
             ctx.progress(**asdict(event))
 
-        run = train_supernet(TrainConfig.model_validate(params.config), out, progress=report)
+        config = TrainConfig.model_validate(params.config)
+        if inputs.dataset is not None:
+            config = config.model_copy(update={"data_dir": str(local_dataset(inputs.dataset, ctx))})
+        run = train_supernet(config, out, progress=report)
         final = find_checkpoint(out)
         assert final is not None, "train_supernet returned without a checkpoint"
         stored = ctx.store.put_tree(CHECKPOINT_PREFIX.format(job_id=ctx.job_id), final)
@@ -83,7 +101,8 @@ class TrainSupernetJob(TypedJobKind[TrainParams, NoInputs, TrainOutcome]):
         history = result.history
         supernet = Supernet(
             user_id=lease.user_id, job_id=lease.job_id, name=params.name, space=params.config["space"],
-            dataset=params.config["dataset"], strategy=params.config["strategy"], config=params.config,
+            dataset=params.config["dataset"] if params.dataset_id is None else f"dataset:{params.dataset_id}",
+            dataset_id=params.dataset_id, strategy=params.config["strategy"], config=params.config,
             metrics={"epochs": len(history), "final_loss": history[-1]["loss"] if history else None},
             checkpoint=checkpoint,
         )  # fmt: skip
