@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         return (self.artifacts_dir or self.home_dir / "artifacts").expanduser()
 
     @property
+    def resolved_data_roots(self) -> tuple[Path, ...]:
+        """`data_roots` with ``~`` expanded and links followed (what a path must resolve inside)."""
+        return tuple(Path(os.path.realpath(root.expanduser())) for root in self.data_roots)
+
+    @property
     def runs_path(self) -> Path:
         """The run directories' parent in effect."""
         return (self.runs_dir or self.home_dir / "runs").expanduser()

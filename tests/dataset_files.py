@@ -25,7 +25,8 @@ def digits(n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 def digits_npz(path: Path, n: int = 400) -> Path:
     """The digits as a .npz with x, y, x_test, y_test and hflip False."""
     x, y, x_test, y_test = digits(n)
-    np.savez(path, x=x, y=y, x_test=x_test, y_test=y_test, hflip=np.array(False))
+    with path.open("wb") as out:  # a path without .npz would get one appended
+        np.savez(out, x=x, y=y, x_test=x_test, y_test=y_test, hflip=np.array(False))
     return path
 
 

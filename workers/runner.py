@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
@@ -126,6 +127,9 @@ class Runner:
         progress_interval_s: minimum seconds between two progress writes of a job.
         cancel_check_s: how often a running job's status is read to notice a cancellation.
         keep_run_dirs: keep a job's run directory after it succeeded (it is removed by default).
+        visible_roots: server directories a failed job's message may name (the data roots); any other
+            absolute path in an unexpected error's message is shown to the user as ``<server path>``
+            (the log keeps the whole message).
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class Runner:
         progress_interval_s: float = 1.0,
         cancel_check_s: float = 1.0,
         keep_run_dirs: bool = False,
+        visible_roots: tuple[Path, ...] = (),
     ) -> None:
         self.queue, self.store, self.runs_dir = queue, store, Path(runs_dir).expanduser().resolve()
         self.executor = executor or InProcessExecutor()
@@ -149,6 +154,7 @@ class Runner:
         self.lease_s, self.poll_s, self.kinds = lease_s, poll_s, kinds
         self.progress_interval_s, self.cancel_check_s = progress_interval_s, cancel_check_s
         self.keep_run_dirs = keep_run_dirs
+        self.visible_roots = visible_roots
 
     def run_once(self) -> Job | None:
         """Claim one job and run it to its end.
@@ -239,11 +245,35 @@ class Runner:
         if isinstance(error, DBAPIError) and is_transient(error):
             raise error  # not the job's fault: its lease expires and it is claimed again
         log.error("job %d failed (%s)", lease.job_id, code, exc_info=error)
-        return self.queue.fail(lease, code, f"{type(error).__name__}: {_message(error)}")
+        return self.queue.fail(
+            lease, code, redact_paths(f"{type(error).__name__}: {_message(error)}", self.visible_roots)
+        )
 
     def _inputs(self, kind: JobKind[Any], lease: Lease, params: BaseModel) -> dict[str, Any]:
         with self.queue.db.reader() as session:
             return kind.inputs(session, lease, params)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])~?/[^\s'\"`,;:()\[\]{}<>]*")
+SERVER_PATH = "<server path>"
+
+
+def redact_paths(text: str, visible_roots: tuple[Path, ...]) -> str:
+    """`text` with every absolute (or ``~``) path outside `visible_roots` replaced by ``<server path>``.
+
+    Unexpected errors quote files (a dataset the loader looked for, a cache directory); what a user
+    may learn of the server's disk is the data roots the operator shared with them. API routes
+    (``/v1/...``) stay as they are.
+    """
+    roots = [str(root).rstrip("/") for root in visible_roots]
+
+    def hide(match: re.Match[str]) -> str:
+        path = match.group(0)
+        if path.startswith("/v1/") or any(path == root or path.startswith(root + "/") for root in roots):
+            return path
+        return SERVER_PATH
+
+    return _ABSOLUTE_PATH.sub(hide, text)
 
 
 def _message(error: BaseException) -> str:
@@ -289,6 +319,7 @@ def runner_from_settings(
         executor=InProcessExecutor() if in_process else RayExecutor(),
         worker_id=worker_id,
         lease_s=settings.lease_s if lease_s is None else lease_s,
+        visible_roots=settings.resolved_data_roots,
         poll_s=settings.poll_s if poll_s is None else poll_s,
         kinds=kinds,
     )

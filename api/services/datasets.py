@@ -111,7 +111,7 @@ def server_data_path(ctx: ServiceContext, data_dir: str, field: str) -> str:
         ApiError: 422 naming `field` when no data roots are configured or the path is outside them;
             the message names the roots, never the resolved path.
     """
-    roots = [Path(os.path.realpath(root.expanduser())) for root in ctx.settings.data_roots]
+    roots = ctx.settings.resolved_data_roots
     if not roots:
         raise invalid(field, "this service accepts no server paths; upload the dataset (POST /v1/datasets, "
                              "`hwnas dataset upload FILE`) and train with dataset_id")  # fmt: skip

@@ -218,3 +218,16 @@ def test_hwnas_worker_command(
     assert "ran 2 job(s)" in capsys.readouterr().out
     assert all(queue.get(i).status is JobStatus.SUCCEEDED and queue.get(i).lease_owner == "cli" for i in ids)
     db.dispose()
+
+
+def test_a_failed_jobs_message_names_no_server_path_outside_the_data_roots(queue: JobQueue, tmp_path: Path) -> None:
+    message = ("Fashion-MNIST not found. Looked in:\n  root: /data/shared/fmnist (missing train-images)\n"
+               "  cache: /root/.cache/hwnas/fashion_mnist (no such directory) and '~/x.npz'; "
+               "upload it with POST /v1/datasets")  # fmt: skip
+    failing, _ = queue.submit("noop", {"fail": message})
+    runner = Runner(queue, LocalArtifactStore(tmp_path / "a"), tmp_path / "runs", poll_s=0.01,
+                    visible_roots=(Path("/data/shared"),))  # fmt: skip
+    assert runner.serve(drain=True) == 1
+    shown = queue.get(failing.id).error_message or ""
+    assert "/data/shared/fmnist" in shown and "POST /v1/datasets" in shown
+    assert "/root" not in shown and "~/x.npz" not in shown and shown.count("<server path>") == 2
