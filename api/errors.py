@@ -127,8 +127,25 @@ async def _pydantic_validation(_request: Request, exc: Exception) -> JSONRespons
 
 async def _http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    unreadable = unreadable_json(exc.__cause__)
+    if exc.status_code == 400 and unreadable is not None:
+        return error_response(422, "validation_error", unreadable, "body")
     code = _STATUS_CODES.get(exc.status_code, "error")
     return error_response(exc.status_code, code, str(exc.detail))
+
+
+def unreadable_json(cause: BaseException | None) -> str | None:
+    """Why a syntactically valid JSON body could not be read, for the errors FastAPI folds into a bare 400.
+
+    Python's parser refuses integers of over 4,300 digits (``ValueError``) and nesting deeper than
+    its recursion limit (``RecursionError``); FastAPI answers both with "There was an error parsing
+    the body", which names neither the cause nor the field.
+    """
+    if isinstance(cause, RecursionError):
+        return "body: the JSON is nested too deeply to be read (no request needs more than a few levels)"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return "body: a number has over 4,300 digits; every number this API accepts is far smaller"
+    return None
 
 
 async def _idempotency(_request: Request, exc: Exception) -> JSONResponse:

@@ -109,3 +109,20 @@ def test_a_training_config_is_bounded(
 def test_a_task_result_measurement_is_bounded(client: TestClient, users: Users) -> None:
     body = {"measurement": nested(100)}
     assert_422(post_raw(client, "/v1/agents/1/tasks/1/result", body, users.a), "measurement", "deeper than")
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ('{"config": {"epochs": ' + "9" * 5000 + "}}", "a number has over 4,300 digits"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ('{"config": ' + '{"a":' * 5000 + "1" + "}" * 5000 + "}", "nested too deeply"),
+    ],
+)
+def test_json_python_cannot_read_is_422_naming_the_body(client: TestClient, users: Users, body: str, says: str) -> None:
+    response = client.post(
+        "/v1/supernets", content=body.encode(), headers={**users.a, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "body" and says in response.json()["message"]
+    assert client.get("/v1/supernets", headers=users.a).status_code == 200  # the connection still serves
