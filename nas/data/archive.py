@@ -12,6 +12,7 @@ Error messages name members of the archive, never the server's directories.
 from __future__ import annotations
 
 import gzip
+import math
 import stat
 import tempfile
 import zipfile
@@ -81,14 +82,22 @@ def read_dataset_file(
             if found is None:
                 raise DatasetFileError(f"unrecognised dataset file: {_describe(members, None)}")
             if found == "npz":
-                return _load_quietly("npz", path, path.parent, "the .npz file"), found
-            with tempfile.TemporaryDirectory(prefix="hwnas-dataset-") as scratch:
-                root = _extract(archive, members, Path(scratch), limits, gunzip=found == "idx")
-                if found == "imagefolder":
-                    _check_images(root, limits)
-                return _load_quietly(found, root, Path(scratch), "the zip"), found
-    except zipfile.BadZipFile as err:
+                _check_npy_headers(archive, members)
+                data = _load_quietly("npz", path, path.parent, "the .npz file")
+            else:
+                with tempfile.TemporaryDirectory(prefix="hwnas-dataset-") as scratch:
+                    root = _extract(archive, members, Path(scratch), limits, gunzip=found == "idx")
+                    if found == "imagefolder":
+                        _check_images(root, limits)
+                    data = _load_quietly(found, root, Path(scratch), "the zip")
+    # NotImplementedError: a compression method or flag zipfile cannot read; UnicodeDecodeError: a name
+    # flagged UTF-8 that is not.
+    except (zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError) as err:
         raise DatasetFileError(f"not a zip or .npz file ({err})") from None
+    height, width = data.train_images.shape[1:3]
+    if max(height, width) > limits.max_side:
+        raise DatasetFileError(f"the images are {width}x{height}; images may be at most {limits.max_side} px a side")
+    return data, found
 
 
 def write_dataset_npz(data: ImageData, path: Path) -> None:
@@ -110,14 +119,11 @@ _DESCRIPTIONS: dict[DatasetFormat, str] = {
 def _checked_members(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
     """The archive's files, refused before extraction if any name, kind or size is unsafe."""
     infos = archive.infolist()
-    files = [info for info in infos if not info.is_dir()]
-    if len(files) > limits.max_members:
-        raise DatasetFileError(f"the archive holds {len(files):,} files; at most {limits.max_members:,} are accepted")
     total = 0
     for info in infos:
         name = info.filename
         parts = PurePosixPath(name).parts
-        if "\x00" in name or "\\" in name or name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+        if not parts or "\x00" in name or "\\" in name or name.startswith("/") or ".." in parts or ":" in parts[0]:
             raise DatasetFileError(f"unsafe member name {name!r}: names must be relative paths without '..'")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise DatasetFileError(f"member {name!r} is a symbolic link; links are not accepted")
@@ -126,7 +132,28 @@ def _checked_members(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zi
         total += info.file_size
         if total > limits.max_bytes:
             raise DatasetFileError(f"the archive expands to over {limits.max_bytes:,} bytes")
+    files = [info for info in infos if not info.is_dir()]  # after the names: is_dir fails on an empty one
+    if len(files) > limits.max_members:
+        raise DatasetFileError(f"the archive holds {len(files):,} files; at most {limits.max_members:,} are accepted")
     return files
+
+
+def _check_npy_headers(archive: zipfile.ZipFile, members: Sequence[zipfile.ZipInfo]) -> None:
+    """Refuse a ``.npy`` member whose header declares more data than it holds (numpy allocates it first)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    for info in members:
+        with archive.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                if version not in readers:
+                    raise ValueError(f".npy format version {version} is not accepted (1.0 and 2.0 are)")
+                shape, _, dtype = readers[version](member)
+            except ValueError as err:
+                raise DatasetFileError(f"member {info.filename!r} is not a .npy array: {err}") from None
+        if math.prod(shape) * dtype.itemsize > info.file_size:
+            raise DatasetFileError(
+                f"member {info.filename!r} declares a {dtype} array of shape {shape} but holds {info.file_size:,} bytes"
+            )
 
 
 def _strip_top(names: Sequence[str]) -> tuple[str, list[str]]:
@@ -178,8 +205,12 @@ def _extract(
     for info in kept:
         name = info.filename.removesuffix(".gz") if gunzip else info.filename
         target = into / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as raw, target.open("wb") as out:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            out = target.open("wb")
+        except OSError as err:
+            raise DatasetFileError(f"member {info.filename!r} cannot be extracted: {err.strerror}") from None
+        with archive.open(info) as raw, out:
             src = gzip.GzipFile(fileobj=raw) if gunzip and info.filename.endswith(".gz") else raw
             try:
                 while chunk := src.read(1 << 20):
@@ -193,22 +224,25 @@ def _extract(
 
 
 def _check_images(root: Path, limits: ArchiveLimits) -> None:
-    """Refuse images over `max_side`, and a set whose decoded size would pass `max_bytes`, before decoding."""
-    paths = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    if not paths:
-        return
-    first = paths[0]
-    try:
-        with Image.open(first) as img:
-            width, height = img.size
-    except (OSError, Image.DecompressionBombError) as err:
-        raise DatasetFileError(f"{first.relative_to(root)} is not a readable image: {err}") from None
-    if max(width, height) > limits.max_side:
-        raise DatasetFileError(
-            f"{first.relative_to(root)} is {width}x{height}; images may be at most {limits.max_side} px a side"
-        )
-    if len(paths) * width * height * 3 > limits.max_bytes:
-        raise DatasetFileError(f"{len(paths):,} images of {width}x{height} decode to over {limits.max_bytes:,} bytes")
+    """Refuse images over `max_side`, and a set whose decoded size would pass `max_bytes`, before decoding.
+
+    Every image's header is read (cheap: PIL decodes lazily), so no image escapes the limits.
+    """
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    decoded = 0
+    for path in paths:
+        member = path.relative_to(root)
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+        except (OSError, Image.DecompressionBombError) as err:
+            reason = str(err).replace(str(path), str(member))
+            raise DatasetFileError(f"{member} is not a readable image: {reason}") from None
+        if max(width, height) > limits.max_side:
+            raise DatasetFileError(f"{member} is {width}x{height}; images may be at most {limits.max_side} px a side")
+        decoded += width * height * 3
+        if decoded > limits.max_bytes:
+            raise DatasetFileError(f"the {len(paths):,} images decode to over {limits.max_bytes:,} bytes")
 
 
 def _load_quietly(format: DatasetFormat, root: Path, scratch: Path, label: str) -> ImageData:
