@@ -461,6 +461,7 @@ function drawFront(front, { controls, plot, info, panel, tableBox }) {
     if (pt) open(front.points.find((p) => p.subnet_id === pt.customdata));
   });
   tableBox.replaceChildren(frontTable(front, objectives, dominated, open));
+  plot.dataset.readyMs = String(Math.round(performance.now()));  // since navigation: bench/ui_render.py reads it
   plot.dataset.ready = "true";
 }
 

@@ -59,6 +59,7 @@ def serve(
     if not no_worker:
         worker.start()
     console.print(f"hwnas API on http://{host}:{port} (state in {settings.home_dir})")
+    console.print(f"web view: http://{host}:{port}/ui/ (sign in with an API token)", highlight=False)
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:
