@@ -69,14 +69,17 @@ class SearchGoal(BaseModel):
         description="objective -> bound: a number bounds the bad side, [low, high] both (either may be null)",
     )
     algorithm: str = Field("evolution", description="a registered search algorithm (nas.search.list_algorithms)")
-    budget: int = Field(1000, ge=1, le=10_000_000, description="objective evaluations (subnets scored)")
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    # strict: "5", 5.0 or true for a count is a client's mistake to name, not a value to convert
+    budget: int = Field(1000, ge=1, le=10_000_000, strict=True, description="objective evaluations (subnets scored)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)
     predictor_samples: int = Field(
-        100, ge=10, le=100_000, description="subnets evaluated for real (validation split) to fit the accuracy model"
-    )
+        100, ge=10, le=100_000, strict=True,
+        description="subnets evaluated for real (validation split) to fit the accuracy model",
+    )  # fmt: skip
     export_limit: int = Field(
-        20, ge=0, le=1000, description="front members validated on their exported bundle and made downloadable"
-    )
+        20, ge=0, le=1000, strict=True,
+        description="front members validated on their exported bundle and made downloadable",
+    )  # fmt: skip
 
     @field_validator("targets")
     @classmethod

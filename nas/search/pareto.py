@@ -252,3 +252,40 @@ def knee_point(values: npt.ArrayLike, directions: Sequence[str]) -> int:
     low, high = m.min(axis=0), m.max(axis=0)
     normalised = (m - low) / np.where(high > low, high - low, 1.0)
     return int(np.argmin(np.linalg.norm(normalised, axis=1)))
+
+
+def tolerance_thinning(values: npt.ArrayLike, directions: Sequence[str], tolerances: Sequence[float]) -> IntArray:
+    """Indices of a front's members that differ from one another by more than the tolerances, cheapest first.
+
+    A member is left out when a member already kept is at least as good in every objective, up to
+    that objective's tolerance (Laumanns et al.'s epsilon-dominance, 2002). Members are taken in
+    lexicographic order of the objectives without tolerance (best first), so of a group that
+    differs only within the tolerances the one best in those objectives is kept. The front's best
+    member in each objective with a tolerance is kept too: it is the end of the front a user asks
+    for. With the accuracy predictor's error as accuracy's tolerance and none on latency, a slower
+    member is delivered only if it is predicted to be more accurate by more than the predictor can
+    tell, and the most accurate member always.
+
+    Args:
+        values: (n, k) objective matrix of the front.
+        directions: "min"/"max" per objective.
+        tolerances: per objective, a non-negative difference that does not count.
+
+    Returns:
+        The kept rows' indices, in increasing order.
+
+    Raises:
+        ValueError: shapes that do not match, or a negative tolerance.
+    """
+    m = as_minimisation(values, directions)
+    slack = np.asarray(tolerances, dtype=np.float64)
+    if slack.shape != (m.shape[1],) or (slack < 0).any():
+        raise ValueError(f"tolerances must be {m.shape[1]} non-negative numbers, got {list(tolerances)}")
+    exact = [j for j in range(m.shape[1]) if slack[j] == 0]
+    order = np.lexsort([m[:, j] for j in reversed(exact)]) if exact else np.arange(len(m))
+    kept: list[int] = []
+    for i in order:
+        if not any(np.all(m[k] <= m[i] + slack) for k in kept):
+            kept.append(int(i))
+    ends = {int(order[np.argmin(m[order, j])]) for j in range(m.shape[1]) if slack[j] > 0} if len(m) else set()
+    return np.array(sorted(set(kept) | ends), dtype=np.int64)

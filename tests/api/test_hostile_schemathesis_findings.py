@@ -2,7 +2,8 @@
 
 Request bodies were validated in pydantic's lax mode, so a value of the wrong JSON type that pydantic
 could coerce was accepted: ``"remote": 0`` created a target (schemathesis: "Schema-violating request
-accepted"), and so did ``"threads": "4"``, ``"batch_size": true`` or ``"remote": "yes"``. The document
+accepted"), and so did ``"threads": "4"``, ``"batch_size": true``, ``"remote": "yes"`` or a search's
+``"budget": "5"`` (`SearchGoal`'s counts are strict now). The document
 says boolean and integer; such a body must be a 422 naming the field.
 """
 
@@ -33,3 +34,14 @@ def test_a_claim_lease_given_as_a_string_is_422_and_an_integer_is_a_number(clien
     refused = client.post(url, json={"target": "cpu-ort", "lease_s": "30"}, headers=users.a)
     assert (refused.status_code, refused.json()["field"]) == (422, "lease_s")
     assert client.post(url, json={"target": "cpu-ort", "lease_s": 30}, headers=users.a).status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("budget", "5"), ("budget", 5.0), ("seed", True), ("predictor_samples", "20"),
+                         ("export_limit", 2.0)],
+)  # fmt: skip
+def test_a_search_count_of_the_wrong_json_type_is_422(client: TestClient, users: Users, field: str, value: Any) -> None:
+    body = {"supernet_id": 1, "objectives": ["accuracy", "macs"], field: value}
+    response = client.post("/v1/searches", json=body, headers=users.a)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
