@@ -16,6 +16,7 @@ import pytest
 
 from store.artifacts import register_artifact
 from store.models import Subnet, Supernet
+from tests.api.conftest import ctx  # noqa: F401  (the API tests' service context, for the `client` fixture)
 from tests.cli.test_client import SPACE, Live, bundle, live_server
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
