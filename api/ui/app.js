@@ -155,8 +155,13 @@ function showError(error) {
   box.textContent = text;
 }
 
+// Replace the element's children; null, undefined and false are left out, arrays flattened.
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function render(...children) {
-  main.replaceChildren(...children);
+  fill(main, ...children);
 }
 
 function progressOf(p) {
@@ -367,7 +372,7 @@ async function searchPage(id) {
   render(h("section", {}, header, h("div", { class: "front-layout" }, h("div", {}, controls, plot, info), panel),
     h("h2", {}, "Front as a table"), tableBox));
 
-  const renderHeader = (s, job) => header.replaceChildren(
+  const renderHeader = (s, job) => fill(header,
     h("h1", {}, `Search #${s.id} `, statusBadge(s.status)),
     dl([["supernet", h("a", { href: `#/supernets/${s.supernet_id}` }, `#${s.supernet_id}`)], ["objectives", s.objectives.join(", ")],
       ["targets", s.targets.join(", ") || "—"], ["algorithm", s.algorithm], ["budget", fmt(s.budget)],
@@ -480,8 +485,8 @@ function frontTable(front, objectives, dominated, open) {
   let ascending = true;
   const body = h("tbody");
   const heads = columns.map((c, i) => h("th", { scope: "col", "aria-sort": "none" },
-    h("button", { type: "button", class: "sort", onclick: () => { ascending = sortBy === i ? !ascending : true; sortBy = i; fill(); } }, c.label)));
-  const fill = () => {
+    h("button", { type: "button", class: "sort", onclick: () => { ascending = sortBy === i ? !ascending : true; sortBy = i; sortRows(); } }, c.label)));
+  const sortRows = () => {
     const key = columns[sortBy].value;
     const rows = [...front.points].sort((a, b) => {
       const [va, vb] = [key(a), key(b)];
@@ -496,7 +501,7 @@ function frontTable(front, objectives, dominated, open) {
         ? h("td", {}, h("button", { type: "button", class: "link", onclick: () => open(p) }, `#${p.subnet_id}`))
         : h("td", {}, fmt(c.value(p))))))));
   };
-  fill();
+  sortRows();
   return h("table", { id: "front-table" }, h("caption", {}, `${front.points.length} members; sort by any column`), h("thead", {}, h("tr", {}, heads)), body);
 }
 
@@ -509,7 +514,7 @@ async function openSubnet(id, front, panel) {
     onclick: () => download(s.id, format, status).catch((e) => { status.textContent = ""; showError(e); }),
   }, `Download ${format}`);
   panel.hidden = false;
-  panel.replaceChildren(
+  fill(panel,
     h("h2", {}, `Subnet #${s.id}`),
     h("button", { type: "button", class: "close", "aria-label": "close", onclick: () => { panel.hidden = true; } }, "×"),
     dl([["key", s.arch_key], ["resolution", s.arch.r ? `${s.arch.r} px` : null], ["pareto rank", fmt(s.pareto_rank)],
@@ -565,11 +570,11 @@ async function supernetsPage() {
   const [supernets, training] = await Promise.all([allItems("/v1/supernets"), allItems("/v1/jobs?kind=train_supernet")]);
   const running = training.filter((j) => !TERMINAL.has(j.status));
   const trainingBody = h("tbody");
-  const fill = (jobs) => trainingBody.replaceChildren(...(jobs.length ? jobs.map((j) => h("tr", {},
+  const update = (jobs) => trainingBody.replaceChildren(...(jobs.length ? jobs.map((j) => h("tr", {},
     h("td", {}, h("a", { href: `#/jobs/${j.id}` }, `job #${j.id}`)), h("td", {}, statusBadge(j.status)),
     h("td", {}, j.params.config ? `${j.params.config.space} on ${j.params.config.dataset}` : "—"),
     h("td", { class: "live-progress" }, progressCell(j.progress, j.status)))) : [h("tr", {}, h("td", { colspan: 4, class: "empty" }, "none"))]));
-  fill(running);
+  update(running);
   render(h("section", {}, h("h1", {}, "Supernets"),
     table(["Supernet", "Name", "Space", "Dataset", "Strategy", "Epochs", "Final loss", "Created"], supernets.map((s) => h("tr", {},
       h("td", {}, h("a", { href: `#/supernets/${s.id}` }, `#${s.id}`)), h("td", {}, s.name || "—"), h("td", {}, s.space),
@@ -577,7 +582,7 @@ async function supernetsPage() {
       h("td", {}, fmt(s.metrics ? s.metrics.final_loss : null)), h("td", {}, when(s.created_at)))), { id: "supernets" }),
     h("h2", {}, "Training now"),
     h("table", { id: "training" }, h("thead", {}, h("tr", {}, ["Job", "Status", "Config", "Progress"].map((x) => h("th", {}, x)))), trainingBody)));
-  every(POLL_MS, async () => fill((await allItems("/v1/jobs?kind=train_supernet")).filter((j) => !TERMINAL.has(j.status))));
+  every(POLL_MS, async () => update((await allItems("/v1/jobs?kind=train_supernet")).filter((j) => !TERMINAL.has(j.status))));
 }
 
 async function supernetPage(id) {
@@ -593,39 +598,51 @@ async function supernetPage(id) {
     table(["Search", "Status", "Objectives", "Targets", "Created"], searches.map((x) => h("tr", {},
       h("td", {}, h("a", { href: `#/searches/${x.id}` }, `#${x.id}`)), h("td", {}, statusBadge(x.status)),
       h("td", {}, x.objectives.join(", ")), h("td", {}, x.targets.join(", ") || "—"), h("td", {}, when(x.created_at)))), { id: "supernet-searches" })));
-  if (s.job_id) trainingCurves(s.job_id, curves).catch(showError);
+  if (s.job_id) {
+    const drawn = trainingCurves(curves);
+    streamEvents(s.job_id, drawn.add).then(drawn.end).catch(showError);
+  }
   else curves.replaceChildren(h("p", { class: "empty" }, "No training job recorded for this supernet."));
 }
 
-// Loss and any accuracy the training reports, per epoch, from the job's events (live while it trains).
-async function trainingCurves(jobId, box) {
+// Loss and any accuracy the training reports, per epoch, drawn from the job's events as they come.
+// Returns `add(event)` for each event and `end()` once the stream has ended.
+function trainingCurves(box) {
   const epochs = new Map();
+  const message = h("p", { class: "empty" }, "Waiting for the first epoch…");
+  const plot = h("div", { class: "plot" });
+  fill(box, message, plot);
   let timer = null;
   const draw = () => {
     timer = null;
+    message.hidden = true;
     const rows = [...epochs.values()];
     const x = rows.map((_, i) => i + 1);
     const accKeys = [...new Set(rows.flatMap((r) => Object.keys(r.acc)))];
     const traces = [{ name: "loss", x, y: rows.map((r) => r.loss), type: "scatter", mode: "lines+markers" },
       ...accKeys.map((k) => ({ name: k, x, y: rows.map((r) => r.acc[k] ?? null), yaxis: "y2", type: "scatter", mode: "lines+markers" }))];
-    Plotly.react(box, traces, {
-      margin: { t: 20, r: 60, b: 40, l: 60 }, height: 320, xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "loss" } },
-      yaxis2: { title: { text: "validation accuracy" }, overlaying: "y", side: "right" }, legend: { orientation: "h", y: -0.25 },
+    Plotly.react(plot, traces, {
+      margin: { t: 20, r: 60, b: 40, l: 60 }, height: 320, legend: { orientation: "h", y: -0.25 },
+      xaxis: { title: { text: "epoch" }, dtick: rows.length <= 20 ? 1 : undefined }, yaxis: { title: { text: "loss" } },
+      yaxis2: { title: { text: "validation accuracy" }, overlaying: "y", side: "right" },
     }, { displaylogo: false });
     box.dataset.epochs = String(rows.length);
   };
-  box.replaceChildren(h("p", { class: "empty" }, "Waiting for the first epoch…"));
-  await streamEvents(jobId, (event) => {
-    const d = event.data;
-    if (event.event !== "progress" || typeof d.epoch !== "number") return;
-    const key = `${d.phase_index || 0}:${d.epoch}`;
-    const row = epochs.get(key) || { loss: null, acc: {} };
-    if (typeof d.loss === "number") row.loss = d.loss;
-    for (const [k, v] of Object.entries(d)) if (/acc/i.test(k) && typeof v === "number") row.acc[k] = v;
-    epochs.set(key, row);
-    if (!timer) timer = setTimeout(draw, 200);
-  });
-  if (!epochs.size) box.replaceChildren(h("p", { class: "empty" }, "The training job reported no epochs."));
+  return {
+    add(event) {
+      const d = event.data;
+      if (event.event !== "progress" || typeof d.epoch !== "number") return;
+      const key = `${d.phase_index || 0}:${d.epoch}`;
+      const row = epochs.get(key) || { loss: null, acc: {} };
+      if (typeof d.loss === "number") row.loss = d.loss;
+      for (const [k, v] of Object.entries(d)) if (/acc/i.test(k) && typeof v === "number") row.acc[k] = v;
+      epochs.set(key, row);
+      if (!timer) timer = setTimeout(draw, 200);
+    },
+    end() {
+      if (!epochs.size) message.textContent = "The training job reported no epochs.";
+    },
+  };
 }
 
 // ---- jobs ----
@@ -663,7 +680,7 @@ async function jobPage(id) {
   const progress = h("div", { id: "job-progress", class: "live-progress" });
   const log = h("ol", { id: "events", class: "events" });
   const curves = job.kind === "train_supernet" ? h("div", { id: "curves", class: "plot" }) : null;
-  const renderHead = (j) => head.replaceChildren(
+  const renderHead = (j) => fill(head,
     h("h1", {}, `Job #${j.id} · ${j.kind} `, h("span", { id: "job-status" }, statusBadge(j.status))),
     dl([["attempts", `${j.attempts}/${j.max_attempts}`], ["created", when(j.created_at)], ["started", when(j.started_at)],
       ["finished", when(j.finished_at)], ["search", search ? h("a", { href: `#/searches/${search.id}` }, `#${search.id}`) : null]]),
@@ -676,10 +693,11 @@ async function jobPage(id) {
     h("details", {}, h("summary", {}, "Parameters"), json(job.params)),
     job.result ? h("details", {}, h("summary", {}, "Result"), json(job.result)) : null,
     h("h2", {}, "Events"), log));
-  if (curves) trainingCurves(job.id, curves).catch(showError);
+  const drawn = curves ? trainingCurves(curves) : null;
   let latest = job;
   await streamEvents(job.id, (event) => {
     const d = event.data;
+    if (drawn) drawn.add(event);
     if (event.event === "progress") progress.replaceChildren(progressCell(d, latest.status));
     if (event.event === "status") {
       latest = { ...latest, status: d.status };
@@ -689,6 +707,7 @@ async function jobPage(id) {
     log.append(h("li", { class: `event event-${event.event}` }, h("time", {}, when(d.at)), ` ${event.event} `, text));
     while (log.children.length > 500) log.firstChild.remove();
   });
+  if (drawn) drawn.end();
 }
 
 // ---- targets ----

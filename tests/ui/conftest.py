@@ -64,11 +64,10 @@ def browser(downloads: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The service on loopback for the module's tests, with users alice (a) and bob (b)."""
     with live_server(tmp_path_factory.mktemp("home")) as served:
         yield served
-        browser.get("about:blank")  # closes the page's event streams, so the server stops at once
 
 
 @pytest.fixture(scope="session")

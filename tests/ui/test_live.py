@@ -37,6 +37,7 @@ def test_progress_and_training_curves_change_on_screen_without_a_reload(
     queue.progress(lease, {"stage": "search", "evaluations": 60, "budget": 100})
     queue.log(lease, "halfway")
     wait_for(browser, text_of("job-progress", "60/100 evaluations") + " && " + text_of("events", "halfway"))
+    assert "null" not in browser.find_element("id", "main").text
     screenshot(browser, "job-live")
 
     browser.execute_script("location.hash = '#/searches'")
@@ -77,6 +78,8 @@ def test_progress_and_training_curves_change_on_screen_without_a_reload(
     wait_for(browser, "document.getElementById('curves') && document.getElementById('curves').dataset.epochs === '3'")
     screenshot(browser, "supernet")
     assert browser.execute_script("return window.sameDocument") is True
+    for held in (lease, training):  # ended jobs end their event streams, so the server stops at once
+        queue.fail(held, "stopped", "the test is over")
     assert console_errors(browser) == []
 
 
