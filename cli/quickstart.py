@@ -56,9 +56,6 @@ class QuickstartResult:
         phases: seconds spent per phase, in order (the search job's stages under ``search: <stage>``).
         drift: per measured target, how a reference subnet's latency moved across the front's
             measurements (`predictors.latency.drift`: ``flagged``, ``remeasured``, the change).
-        front_size: members of the predicted front; `front` holds those more accurate than every
-            cheaper one by more than `tolerances` (the accuracy predictor's held-out RMSE).
-        tolerances: per objective, the difference that did not count when choosing the members.
     """
 
     front: list[dict[str, Any]]
@@ -70,8 +67,6 @@ class QuickstartResult:
     agreement: dict[str, float | int | None]
     phases: dict[str, float]
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)
-    front_size: int = 0
-    tolerances: dict[str, float] = field(default_factory=dict)
 
 
 def front_agreement(front: list[dict[str, Any]], accuracy: str = "accuracy", latency: str = LATENCY) -> dict[str, Any]:
@@ -228,8 +223,7 @@ def run_quickstart(
         del point["bundle"]
     result = QuickstartResult(front, best_bundle, plot, settings.home_dir, table_quality,
                               search_result.get("predictor"), front_agreement(front), phases,
-                              search_result.get("drift") or {}, search_result.get("front_size") or len(front),
-                              search_result.get("tolerances") or {})  # fmt: skip
+                              search_result.get("drift") or {})  # fmt: skip
     doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
     write_json(out / "front.json", {**doc, "best": best["arch_key"]}, indent=1)
     return result

@@ -12,10 +12,8 @@ The stages, in order (each reports progress and can be stopped through the repor
    gradient-boosted accuracy predictor is fitted on 80% of them (scored on the other 20%, then
    refitted on all);
 4. `nas.search.search` with the spec's algorithm, budget and seed;
-5. delivery: a BN-recalibrated bundle (ONNX + safetensors + arch.json) of every front member that
-   differs from a cheaper one by more than the accuracy predictor's held-out RMSE (members
-   closer than that are indistinguishable to it; `nas.search.pareto.tolerance_thinning`), up to
-   `export_limit`, validated on that very file. Only what was measured is shown: a member's
+5. delivery: a BN-recalibrated bundle (ONNX + safetensors + arch.json) of every front member, up
+   to `export_limit`, validated on that very file. Only what was measured is shown: a member's
    validated accuracy is the top-1 of its exported bundle on the test split (ONNX Runtime, the
    bundle's own preprocessing, `nas.bundle_eval.score_bundle`); its latency on a target
    measurable here is measured end to end on the bundle's ONNX file, else it is the table's
@@ -116,11 +114,7 @@ class ValidatedFront:
     """What `run_search` returns.
 
     Attributes:
-        members: the exported front: the members that differ by more than `tolerances`, then an even
-            spread of at most `export_limit` of them.
-        front_size: members of the predicted front before that selection.
-        tolerances: per objective, the difference that did not count when choosing the members
-            (accuracy: the predictor's held-out RMSE; empty when nothing was thinned).
+        members: the exported front (an even spread of at most `export_limit` members).
         n_evaluations: objective evaluations the search made.
         reason: why the front is empty, if it is.
         hypervolume: of the whole front, against `hypervolume_reference` (0 without members).
@@ -132,8 +126,6 @@ class ValidatedFront:
     """
 
     members: list[FrontMember] = field(default_factory=list)
-    front_size: int = 0
-    tolerances: dict[str, float] = field(default_factory=dict)
     n_evaluations: int = 0
     reason: str | None = None
     hypervolume: float = 0.0
@@ -194,9 +186,7 @@ def run_search(
             supernet, spec, evaluations, out_dir, report
         )
     result = _search(spec, space, objectives, report)
-    front.front_size, front.tolerances = len(result.pareto), _tolerances(spec, front.predictor)
-    chosen = _deliverable(spec, result, front.tolerances)
-    front.members, front.drift = _export_and_validate(supernet, spec, chosen, tables, measurable, out_dir, report)
+    front.members, front.drift = _export_and_validate(supernet, spec, result, tables, measurable, out_dir, report)
     front.n_evaluations, front.reason = result.n_evaluations, result.reason
     front.hypervolume_reference = {
         n: float(result.values[:, i].min() if d == "max" else result.values[:, i].max())
@@ -288,34 +278,9 @@ def _search(spec: SearchSpec, space: Any, objectives: dict[str, Any], report: Re
         raise LatencyModelMismatchError(str(error.args[0])) from None
 
 
-def _tolerances(spec: SearchSpec, predictor: PredictorSummary | None) -> dict[str, float]:
-    """Accuracy's tolerance when choosing the members to deliver: the predictor's held-out RMSE, if it has one."""
-    rmse = (predictor.held_out or {}).get("rmse") if predictor is not None else None
-    return {"accuracy": float(rmse)} if rmse else {}
-
-
-def _deliverable(
-    spec: SearchSpec, result: SearchResult, tolerances: Mapping[str, float]
-) -> list[tuple[Arch, dict[str, float]]]:
-    """The front members to export: those apart by more than `tolerances`, then an even spread of `export_limit`."""
-    from nas.search.pareto import tolerance_thinning
-
-    chosen = result.pareto
-    if tolerances and len(chosen) > 1:
-        values = [[predicted[name] for name in spec.objectives] for _, predicted in chosen]
-        directions = [spec.directions[name] for name in spec.objectives]
-        kept = tolerance_thinning(values, directions, [tolerances.get(name, 0.0) for name in spec.objectives])
-        chosen = [chosen[i] for i in kept]
-    if len(chosen) > spec.export_limit:  # keep an even spread along the front (sorted by objective 1)
-        keep = sorted({round(i * (len(chosen) - 1) / max(1, spec.export_limit - 1))
-                       for i in range(spec.export_limit)})  # fmt: skip
-        chosen = [chosen[i] for i in keep]
-    return chosen
-
-
 def _export_and_validate(
-    supernet: OFAMobileNetV3, spec: SearchSpec, chosen: list[tuple[Arch, dict[str, float]]],
-    tables: Mapping[str, LookupTable], measurable: Mapping[str, Target], out_dir: Path, report: Reporter,
+    supernet: OFAMobileNetV3, spec: SearchSpec, result: SearchResult, tables: Mapping[str, LookupTable],
+    measurable: Mapping[str, Target], out_dir: Path, report: Reporter,
 ) -> tuple[list[FrontMember], dict[str, dict[str, Any]]]:  # fmt: skip
     """The front's members, exported and validated, and per measurable target the drift of its measurements.
 
@@ -330,6 +295,11 @@ def _export_and_validate(
     from predictors.latency import measure_batch
 
     space = supernet.space
+    chosen = result.pareto
+    if len(chosen) > spec.export_limit:  # keep an even spread along the front (sorted by objective 1)
+        keep = sorted({round(i * (len(chosen) - 1) / max(1, spec.export_limit - 1))
+                       for i in range(spec.export_limit)})  # fmt: skip
+        chosen = [chosen[i] for i in keep]
     calibration = BNCalibration.of_training_data(supernet)
     test = data_for(supernet)[1]["test"]
     meta = supernet.metadata

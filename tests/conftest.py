@@ -111,6 +111,21 @@ def client(ctx: Any) -> Iterator[Any]:
         yield c
 
 
+@pytest.fixture
+def live_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A served app (`tests.cli.test_client.live_server`) that ``hwnas`` commands reach as user a.
+
+    ``HWNAS_SERVER`` and ``HWNAS_TOKEN`` point at it, and ``COLUMNS`` is wide so tables never wrap.
+    """
+    from tests.cli.test_client import live_server
+
+    with live_server(tmp_path / "home") as served:
+        monkeypatch.setenv("HWNAS_SERVER", served.url)
+        monkeypatch.setenv("HWNAS_TOKEN", served.token())
+        monkeypatch.setenv("COLUMNS", "200")
+        yield served
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """A local Ray with 2 CPUs for the module (reused if one is already running)."""

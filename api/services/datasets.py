@@ -24,6 +24,8 @@ from store.artifacts.base import file_sha256
 from store.models import Artifact, Dataset, User
 
 DATASET_ARTIFACT_KIND = "dataset"
+MAX_CLASS_NAME = 200
+"""The longest class name accepted (names are stored and shown with the dataset)."""
 
 
 def ingest(
@@ -56,6 +58,9 @@ def ingest(
         data, found = read_dataset_file(upload, format, limits=ArchiveLimits(max_bytes=ctx.settings.max_dataset_bytes))
     except DatasetFileError as error:
         raise invalid("body", str(error)) from None
+    long_names = [name for name in data.classes if len(name) > MAX_CLASS_NAME]
+    if long_names:
+        raise invalid("body", f"{len(long_names)} class names are over {MAX_CLASS_NAME} characters; shorten them")
     canonical = upload.with_name(upload.name + ".npz")
     write_dataset_npz(data, canonical)
     stored = ctx.store.put(f"datasets/user-{user.id}/{digest}.npz", canonical)

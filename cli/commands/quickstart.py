@@ -29,12 +29,6 @@ def quality_lines(result: Any) -> list[str]:
             f"Kendall tau {table['kendall_tau']:.2f}"
         )
     a = result.agreement
-    if result.front_size > a["n"] and "accuracy" in result.tolerances:
-        lines.append(
-            f"delivered {a['n']} of the {result.front_size} subnets on the predicted front: each is predicted more "
-            f"accurate than every faster one by over {100 * result.tolerances['accuracy']:.2f} points (the "
-            f"predictor's RMSE); the others were no better, as far as it can tell"
-        )
     if a["n"]:
         rho = _figure(a["spearman_rho"])
         lines.append(

@@ -119,6 +119,17 @@ def test_a_bad_upload_is_422_naming_the_body_and_stores_nothing(
     assert not any((ctx.settings.home_dir / "uploads").iterdir()), "the scratch copy must be gone"
 
 
+def test_class_names_are_bounded(client: TestClient, users: Users, ctx: ServiceContext, tmp_path: Path) -> None:
+    x = np.zeros((12, 8, 8), dtype=np.uint8)
+    x[::2] = 255
+    path = tmp_path / "long.npz"
+    with path.open("wb") as out:
+        np.savez(out, x=x, y=np.arange(12) % 2, classes=np.array(["a" * 201, "b"]))
+    response = upload(client, users, path.read_bytes())
+    assert response.status_code == 422 and "over 200 characters" in response.json()["message"]
+    assert stored_counts(ctx) == (0, 0, 0)
+
+
 def test_a_format_that_is_not_the_files_is_422(client: TestClient, users: Users, tmp_path: Path) -> None:
     body = digits_imagefolder_zip(tmp_path / "d.zip").read_bytes()
     response = upload(client, users, body, format="npz")

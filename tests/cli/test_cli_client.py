@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,8 @@ SPACE = "ofa_mbv3_d234_e346_k357_32px"
 
 
 @pytest.fixture
-def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
-    with live_server(tmp_path / "home") as served:
-        monkeypatch.setenv("HWNAS_SERVER", served.url)
-        monkeypatch.setenv("HWNAS_TOKEN", served.token())
-        monkeypatch.setenv("COLUMNS", "200")
-        yield served
+def live(live_cli: Live) -> Live:
+    return live_cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

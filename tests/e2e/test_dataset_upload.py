@@ -21,7 +21,7 @@ from api.context import ServiceContext
 from cli import main
 from nas.spaces.ofa_mbv3 import DEMO_SPACE
 from tests.api_helpers import Users, make_context, make_users
-from tests.cli.test_client import Live, live_server
+from tests.cli.test_client import Live
 from tests.dataset_files import digits, digits_imagefolder_zip, digits_npz
 from tests.e2e.test_delivery import user_top1
 from workers.runner import Runner
@@ -100,12 +100,8 @@ def test_upload_train_search_download_over_rest(rest: tuple[ServiceContext, Test
 
 
 @pytest.fixture
-def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
-    with live_server(tmp_path / "home") as served:
-        monkeypatch.setenv("HWNAS_SERVER", served.url)
-        monkeypatch.setenv("HWNAS_TOKEN", served.token())
-        monkeypatch.setenv("COLUMNS", "200")
-        yield served
+def live(live_cli: Live) -> Live:
+    return live_cli
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:

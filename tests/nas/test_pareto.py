@@ -15,7 +15,6 @@ from nas.search.pareto import (
     knee_point,
     non_dominated_ranks,
     pareto_mask,
-    tolerance_thinning,
 )
 
 
@@ -144,21 +143,3 @@ def test_knee_point_is_the_balanced_point() -> None:
     assert knee_point(front, ["min", "min"]) == 1
     with pytest.raises(ValueError):
         knee_point(np.zeros((0, 2)), ["min", "min"])
-
-
-def test_tolerance_thinning_keeps_the_cheapest_of_members_apart_by_less_than_the_tolerance() -> None:
-    # accuracy (max), latency (min): a front whose middle members gain less than 0.01 over a cheaper one
-    front = np.array([[0.90, 1.0], [0.905, 1.1], [0.93, 1.2], [0.935, 1.3], [0.96, 2.0], [0.961, 2.5]])
-    # 0.961 is no better than 0.96 as far as the tolerance goes, but it is the front's most accurate end: kept
-    assert tolerance_thinning(front, ["max", "min"], [0.01, 0.0]).tolist() == [0, 2, 4, 5]
-    assert tolerance_thinning(front, ["max", "min"], [0.0, 0.0]).tolist() == list(range(6))  # plain front: all
-    assert tolerance_thinning(front[::-1], ["max", "min"], [0.01, 0.0]).tolist() == [0, 1, 3, 5]  # order of rows
-    assert tolerance_thinning(np.zeros((0, 2)), ["max", "min"], [0.01, 0.0]).tolist() == []
-
-
-def test_tolerance_thinning_keeps_trade_offs_between_exact_objectives() -> None:
-    # accuracy within the tolerance everywhere, but two latency targets that trade off: nothing is covered
-    front = np.array([[0.95, 1.0, 3.0], [0.951, 2.0, 2.0], [0.952, 3.0, 1.0]])
-    assert tolerance_thinning(front, ["max", "min", "min"], [0.01, 0.0, 0.0]).tolist() == [0, 1, 2]
-    with pytest.raises(ValueError, match="non-negative"):
-        tolerance_thinning(front, ["max", "min", "min"], [-0.1, 0.0, 0.0])

@@ -39,14 +39,6 @@ def test_run_search_exports_the_front_and_validates_it_on_the_exported_files(run
         assert member.validated["accuracy"] == score_bundle(member.bundle, test.images, test.labels).top1
         assert member.sources == {"accuracy": "bundle_onnx_test"}
         assert member.validated["macs"] == member.predicted["macs"]  # exact already
-    assert front.predictor.held_out is not None and front.tolerances == {"accuracy": front.predictor.held_out["rmse"]}
-    assert front.front_size >= len(front.members)
-    tolerance = front.tolerances["accuracy"]
-    best = max(front.members, key=lambda m: m.predicted["accuracy"])
-    for a in front.members:  # no member but the most accurate is as good as a cheaper one, up to the predictor's error
-        for b in front.members:
-            if a is not b and b is not best and a.predicted["macs"] <= b.predicted["macs"]:
-                assert a.predicted["accuracy"] < b.predicted["accuracy"] - tolerance
     again = run_search(run.supernet, spec, out_dir=tmp_path / "again", evaluations=front.measured)
     assert again.predictor is not None and again.predictor.evaluated_now == 0 and again.measured is None
 

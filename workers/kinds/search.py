@@ -105,10 +105,6 @@ class SearchOutcome(BaseModel):
     reason: str | None = None
     hypervolume: float = 0.0
     hypervolume_reference: dict[str, float] = Field(default_factory=dict)
-    front_size: int = Field(0, description="members of the predicted front, before choosing those to deliver")
-    tolerances: dict[str, float] = Field(
-        default_factory=dict, description="per objective, differences too small to deliver two members for"
-    )
     predictor: PredictorSummary | None = None
     evaluation_cache: StoredFile | None = None
     members: list[StoredMember] = Field(default_factory=list)
@@ -203,8 +199,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
         ]  # fmt: skip
         return SearchOutcome(
             n_evaluations=front.n_evaluations, reason=front.reason, hypervolume=front.hypervolume,
-            hypervolume_reference=front.hypervolume_reference, front_size=front.front_size,
-            tolerances=front.tolerances, predictor=front.predictor,
+            hypervolume_reference=front.hypervolume_reference, predictor=front.predictor,
             evaluation_cache=stored_cache, members=members, built_tables=built, drift=front.drift,
         )  # fmt: skip
 
