@@ -9,6 +9,9 @@ import typer
 
 from cli.console import console, duration
 
+WEB_VIEW = "http://127.0.0.1:8000/ui/"
+"""Where `hwnas serve` (default host and port) serves the web view."""
+
 
 def quality_lines(result: Any) -> list[str]:
     """The figures that say whether to trust the front: predictors' quality, the front's shape, time per phase."""
@@ -83,6 +86,8 @@ def quickstart(
         console.print(f"Pareto plot: {result.plot}")
     console.print(f"service state: {result.home} (serve it with: hwnas serve --home {result.home}; an API token "
                   f"for its user quickstart: hwnas admin create-token quickstart --home {result.home})")  # fmt: skip
+    console.print(f"web view of this front: after `hwnas serve --home {result.home}`, open {WEB_VIEW} and sign in "
+                  "with that token", highlight=False)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

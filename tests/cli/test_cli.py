@@ -27,7 +27,8 @@ def test_quickstart_exports_loadable_bundles(tmp_path: Path, capsys: pytest.Capt
     assert main(["quickstart", "--out", str(tmp_path), "--epochs", "1", "--budget", "200"]) == 0
     out = capsys.readouterr().out
     assert "Pareto front" in out and "best subnet's bundle" in out
-    assert "accuracy predictor: Kendall tau" in out and "latency table (cpu-ort)" in out and "time: train" in out
+    assert "accuracy predictor (gbm): Kendall tau" in out and "latency table (cpu-ort)" in out and "time: train" in out
+    assert "web view of this front: after `hwnas serve --home" in out and "http://127.0.0.1:8000/ui/" in out
     best = load_bundle(tmp_path / "best_subnet")
     assert best.meta["space"] == "ofa_mbv3_d234_e346_k357_demo"
     assert (tmp_path / "pareto.png").stat().st_size > 0
