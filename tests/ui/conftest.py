@@ -64,10 +64,12 @@ def browser(downloads: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Live]:
     """The service on loopback for the module's tests, with users alice (a) and bob (b)."""
     with live_server(tmp_path_factory.mktemp("home")) as served:
         yield served
+        # leave the module's pages before their server stops: their polls would log refused connections
+        browser.get("about:blank")
 
 
 @pytest.fixture(scope="session")
