@@ -47,14 +47,17 @@ def checkpoint_inputs(session: Session, lease: Lease, supernet_id: int) -> Check
 def load_supernet(inputs: CheckpointInputs, ctx: WorkContext) -> TrainRun:
     """Fetch the checkpoint files (verifying their sha256) into the job's run dir and load the run.
 
-    A supernet trained on an uploaded dataset finds it where its training run recorded it (the
-    node's content-addressed copy, fetched here if missing).
+    A supernet trained on an uploaded dataset reads it from this node's content-addressed copy
+    (fetched here if missing): the path its training recorded, unless this worker keeps its runs
+    elsewhere, in which case the loaded supernet is pointed at this worker's copy.
     """
     from nas.train import load_run
 
-    if inputs.dataset is not None:
-        local_dataset(inputs.dataset, ctx)
+    data = None if inputs.dataset is None else local_dataset(inputs.dataset, ctx)
     local = ctx.run_dir / "supernet"
     shutil.rmtree(local, ignore_errors=True)
     ctx.store.fetch_tree(inputs.checkpoint, local / "checkpoint")
-    return load_run(local)
+    run = load_run(local)
+    if data is not None:
+        run.supernet.metadata["data"]["data_dir"] = str(data)
+    return run
