@@ -148,7 +148,7 @@ def to_uint8(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -
 
 
 def test_registry() -> None:
-    assert data.list_datasets() == ["cifar10", "demo", "fashion_mnist", "imagefolder", "mnist", "npz"]
+    assert data.list_datasets() == ["cifar10", "demo", "fashion_mnist", "idx", "imagefolder", "mnist", "npz"]
     with pytest.raises(KeyError, match="unknown dataset 'svhn'; registered: cifar10, demo"):
         load_dataset("svhn")
     with pytest.raises(ValueError, match="already registered"):
