@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
 
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, invalid
@@ -12,6 +14,8 @@ from api.schemas.targets import LatencyModelOut, TableImport, TargetCreate, Targ
 from api.services import agents, targets
 from predictors.latency import MeasureSettings
 from store.models import LatencyTable, Target
+
+TaskStatus = Literal["QUEUED", "CLAIMED", "DONE", "FAILED"]
 
 router = APIRouter(prefix="/v1/targets", tags=["targets"], responses=ERROR_RESPONSES)
 
@@ -69,6 +73,19 @@ def create_task(name: str, body: TaskCreate, ctx: Context, user: CurrentUser) ->
     task = agents.create_task(ctx, user, name, agents.decode_model(body.model_base64), settings, space=body.space,
                               arch=body.arch)  # fmt: skip
     return targets.describe_task(ctx, task, None)
+
+
+@router.get("/{name}/tasks")
+def list_tasks(
+    name: str,
+    ctx: Context,
+    user: CurrentUser,
+    page: Page,
+    status: Annotated[TaskStatus | None, Query(description="only tasks in this status")] = None,
+) -> PageOut[TaskOut]:
+    """Your measurement tasks on the target, newest first (``status=QUEUED``: those waiting for an agent)."""
+    items, token = targets.list_tasks(ctx, user, name, status, page.page_size, page.page_token)
+    return PageOut[TaskOut](items=items, next_page_token=token)
 
 
 @router.get("/{name}/tasks/{task_id}")

@@ -156,6 +156,28 @@ def describe_task(ctx: ServiceContext, task: AgentTask, agent_id: int | None) ->
         return task_out(task, target, artifact, agent_id)
 
 
+def list_tasks(
+    ctx: ServiceContext, user: User, name: str, status: str | None, size: int, token: str | None
+) -> tuple[list[TaskOut], str | None]:
+    """One page of the measurement tasks `user` queued on target `name`, newest first (optionally of one status).
+
+    Raises:
+        ApiError: 404 for a target `user` cannot see.
+    """
+    with ctx.db.reader() as s:
+        target = get_target(s, user, name)
+        query = select(AgentTask).where(
+            AgentTask.target_id == target.id, AgentTask.payload["user_id"].as_integer() == user.id
+        )
+        if status is not None:
+            query = query.where(AgentTask.status == status)
+        rows, next_token = paginate(s, query, AgentTask.id, size, token)
+        ids = [t.artifact_id for t in rows if t.artifact_id is not None]
+        artifacts = {a.id: a for a in s.scalars(select(Artifact).where(Artifact.id.in_(ids)))} if ids else {}
+        tasks = [task_out(t, target, artifacts.get(t.artifact_id or 0), t.agent_id) for t in rows]
+    return tasks, next_token
+
+
 def user_task(ctx: ServiceContext, user: User, name: str, task_id: int) -> TaskOut:
     """A measurement task `user` queued on target `name`, as the API shows it.
 

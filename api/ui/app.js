@@ -722,7 +722,8 @@ async function targetsPage() {
 
 async function targetPage(name) {
   const path = `/v1/targets/${encodeURIComponent(name)}`;
-  const [t, models, agents] = await Promise.all([api(path), api(`${path}/models`), allItems("/v1/agents")]);
+  const [t, models, agents, tasks] = await Promise.all([api(path), api(`${path}/models`), allItems("/v1/agents"),
+    allItems(`${path}/tasks?status=QUEUED`)]);
   const mine = agents.filter((a) => a.targets.includes(t.name));
   const { environment, ...settings } = t.settings;
   const now = Date.now();
@@ -740,6 +741,10 @@ async function targetPage(name) {
       return h("tr", {}, h("td", {}, a.name), h("td", {}, h("span", { class: online ? "status status-running" : "status status-cancelled" }, online ? "online" : "offline")),
         h("td", {}, when(a.last_seen_at)), h("td", {}, a.targets.join(", ")));
     }), { id: "agents" }),
+    h("h2", {}, "Pending tasks"),
+    tasks.length ? table(["Task", "Status", "Model sha256", "Runs"], tasks.map((k) => h("tr", {},
+      h("td", {}, `#${k.id}`), h("td", {}, k.status), h("td", {}, (k.model_sha256 || "").slice(0, 16)),
+      h("td", {}, fmt(k.settings.runs)))), { id: "tasks" }) : h("p", { class: "empty", id: "tasks" }, "No task is waiting for an agent."),
     h("h2", {}, "Device facts"), environment ? json(environment) : h("p", { class: "empty" }, "No agent has reported this device yet.")));
   const pairs = models.filter((m) => m.quality && Array.isArray(m.quality.predicted) && Array.isArray(m.quality.measured));
   if (pairs.length) {

@@ -47,3 +47,29 @@ def test_builtin_targets_are_seeded_at_start_up_and_reading_them_writes_nothing(
     with TestClient(create_app(context=ctx)), ctx.db.reader() as s:  # a restart seeds nothing twice
         assert s.scalar(select(func.count()).select_from(Target)) == len(list_targets())
     ctx.db.dispose()
+
+
+def test_a_targets_tasks_are_listed_for_their_owner_and_filtered_by_status(
+    client: TestClient, users: Any, tmp_path: Path
+) -> None:
+    import base64
+
+    from tests.api_helpers import tiny_onnx
+
+    model = base64.b64encode(tiny_onnx()).decode()
+    assert client.post("/v1/targets", json={"name": "board", "remote": True}, headers=users.a).status_code == 201
+    ids = [client.post("/v1/targets/board/tasks", json={"model_base64": model}, headers=users.a).json()["id"]
+           for _ in range(3)]  # fmt: skip
+    agent = client.post("/v1/agents", json={"name": "lab", "targets": ["board"]}, headers=users.a).json()
+    claim = client.post(f"/v1/agents/{agent['id']}/claim", json={"target": "board"}, headers=users.a)
+    assert claim.status_code == 200 and claim.json()["id"] == ids[0]  # the oldest first
+    listed = client.get("/v1/targets/board/tasks", headers=users.a).json()
+    assert [t["id"] for t in listed["items"]] == ids[::-1] and listed["next_page_token"] is None
+    queued = client.get("/v1/targets/board/tasks", params={"status": "QUEUED", "page_size": 1}, headers=users.a).json()
+    assert [t["id"] for t in queued["items"]] == [ids[2]] and queued["next_page_token"]
+    rest = client.get("/v1/targets/board/tasks", params={"status": "QUEUED", "page_token": queued["next_page_token"]},
+                      headers=users.a).json()  # fmt: skip
+    assert [t["id"] for t in rest["items"]] == [ids[1]]
+    assert client.get("/v1/targets/board/tasks", params={"status": "LOST"}, headers=users.a).status_code == 422
+    assert client.get("/v1/targets/board/tasks", headers=users.b).status_code == 404  # another user's target
+    assert client.get("/v1/targets/cpu-ort/tasks", headers=users.b).json()["items"] == []  # a shared one: only theirs

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
-from store.models import Supernet
+from store.models import LatencyTable, Supernet, Target
+from tests.api_helpers import tiny_onnx
 from tests.cli.test_client import SPACE, Live
 from tests.ui.conftest import add_front, sign_in, wait_for
 from tests.ui.test_browser import console_errors
@@ -83,7 +86,7 @@ def test_progress_and_training_curves_change_on_screen_without_a_reload(
     assert console_errors(browser) == []
 
 
-def test_jobs_show_errors_as_the_api_gives_them_and_targets_show_agents(
+def test_jobs_show_errors_as_the_api_gives_them_and_targets_show_agents_tasks_and_model_quality(
     browser: Any, live: Live, screenshot: Screenshot
 ) -> None:
     console_errors(browser)
@@ -97,6 +100,13 @@ def test_jobs_show_errors_as_the_api_gives_them_and_targets_show_agents(
         environment = {"cpu_model": "Cortex-A72", "threads": 4, "os": "Linux"}
         answer = http.post("/v1/agents", json={"name": "rpi-lab", "targets": ["rpi4-ort"], "environment": environment})
         assert answer.status_code == 201, answer.text
+        model = base64.b64encode(tiny_onnx()).decode()
+        task = http.post("/v1/targets/rpi4-ort/tasks", json={"model_base64": model, "settings": {"runs": 7}})
+        assert task.status_code == 201, task.text
+    with live.ctx.db.session() as s:
+        target = s.scalars(select(Target).where(Target.name == "rpi4-ort")).one()
+        quality = {"n": 3, "mape": 4.0, "predicted": [1.0, 2.1, 2.9], "measured": [1.1, 2.0, 3.0]}
+        s.add(LatencyTable(target_id=target.id, space=SPACE, kind="lut", quality=quality))
     sign_in(browser, live, "a", "#/jobs?kind=export_subnet")
     wait_for(browser, text_of("jobs", "not_found: subnet 7 not found"))
     screenshot(browser, "jobs")
@@ -108,6 +118,9 @@ def test_jobs_show_errors_as_the_api_gives_them_and_targets_show_agents(
     browser.execute_script("location.hash = '#/targets/rpi4-ort'")
     wait_for(browser, text_of("agents", "rpi-lab") + " && " + text_of("main", "Cortex-A72"))
     assert "online" in browser.find_element("id", "agents").text
+    pending = browser.find_element("id", "tasks").text
+    assert f"#{task.json()['id']}" in pending and "QUEUED" in pending and "7" in pending
+    wait_for(browser, "document.querySelectorAll('#quality-plot .point').length === 3")  # measured vs predicted
     screenshot(browser, "target")
     assert console_errors(browser) == []
 

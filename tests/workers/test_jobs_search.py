@@ -100,6 +100,8 @@ def test_latency_table_job_measures_and_scores_the_table(service: Service, table
     predicted = table.predict([m.arch for m in measured])
     assert np.all(predicted > 0)
     assert row.quality is not None and row.quality["n"] == 4 and 0 <= row.quality["within_10"] <= 1
+    assert row.quality["measured"] == [m.latency_ms for m in measured]  # the pairs a predicted-vs-measured plot draws
+    assert row.quality["predicted"] == pytest.approx(predicted.tolist())
 
 
 def accuracy_and_latency(service: Service, **options: Any) -> dict[str, Any]:

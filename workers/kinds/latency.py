@@ -84,7 +84,9 @@ class TableOutcome(BaseModel):
     """The result of a ``build_latency_table`` job: the table's file, its quality and the end-to-end samples."""
 
     file: StoredFile
-    quality: dict[str, Any] | None = Field(description="predictors.latency.LatencyMetrics on the samples")
+    quality: dict[str, Any] | None = Field(
+        description="predictors.latency.LatencyMetrics on the samples, and the predicted and measured ms of each"
+    )
     samples: list[LatencySample]
     entries: int
 
@@ -142,7 +144,10 @@ class BuildLatencyTableJob(TypedJobKind[LatencyTableParams, TableInputs, TableOu
         for i, arch in enumerate(archs):
             ctx.progress(stage="end_to_end", done=i, total=len(archs))
             measured.append(measure_onnx(subnet_onnx(space, arch), target, settings).median_ms)
-        quality = asdict(latency_metrics(table.predict(archs), measured)) if len(archs) > 1 else None
+        predicted = [float(ms) for ms in table.predict(archs)] if archs else []
+        quality = None
+        if len(archs) > 1:  # the pairs too, for a predicted-vs-measured plot
+            quality = {**asdict(latency_metrics(predicted, measured)), "predicted": predicted, "measured": measured}
         stored = ctx.store.put(TABLE_KEY.format(job_id=ctx.job_id), json.dumps(table.to_dict()).encode())
         samples = [LatencySample(arch=a, arch_key=space.key(a), ms=ms) for a, ms in zip(archs, measured, strict=True)]
         entries = sum(len(e) for e in table.entries.values())
