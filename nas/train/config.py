@@ -60,6 +60,11 @@ class TrainConfig(BaseModel):
     train_images: int | None = Field(None, ge=1, description="train on only this many images (quick runs)")
     bn_recal_images: int | None = Field(None, ge=1, description="training images used to recalibrate BN")
     phases: list[PhaseConfig] | None = Field(None, description="progressive shrinking: explicit phases")
+    epoch_validation: bool = Field(
+        True,
+        description="after each epoch, the largest and smallest subnets' BN-recalibrated top-1 on the validation "
+        "split, in the history and the progress (training curves); CPU training only",
+    )
     arch: dict[str, Any] | None = Field(None, description="standalone: the one subnet to train from scratch")
     seed: int = 0
 

@@ -53,6 +53,9 @@ class ProgressEvent:
         loss: mean loss over the subnets of this step.
         images_per_s: training images per second over this epoch so far.
         eta_s: estimated seconds until training ends.
+        val_acc_largest: on the event that ends an epoch (with `TrainConfig.epoch_validation`), the
+            largest subnet's BN-recalibrated top-1 on the validation split; None on the others.
+        val_acc_smallest: the same for the smallest subnet.
     """
 
     phase: str
@@ -65,6 +68,8 @@ class ProgressEvent:
     loss: float
     images_per_s: float
     eta_s: float
+    val_acc_largest: float | None = None
+    val_acc_smallest: float | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -206,6 +211,7 @@ class _Trainer:
         self.strategy = get_strategy(config.strategy)
         data = load_dataset(config.dataset, config.data_dir)
         splits = split_dataset(data, config.val_fraction, config.seed)
+        self.data, self.splits = data, splits
         space = get_space(
             config.space, in_channels=data.channels, num_classes=data.num_classes, resolutions=config.resolutions
         )
@@ -339,15 +345,32 @@ class _Trainer:
             if self.progress is not None:
                 self._report(phase, step, step_loss, images / max(time.perf_counter() - start, 1e-9))
         seconds = time.perf_counter() - start
-        return {
-            "phase": phase.name,
-            "epoch": state.epoch,
-            "loss": loss_sum / len(loader),
-            "seconds": seconds,
-            "images_per_s": images / seconds,
-        }
+        loss, speed = loss_sum / len(loader), images / seconds
+        record: dict[str, Any] = {"phase": phase.name, "epoch": state.epoch, "loss": loss, "seconds": seconds,
+                                  "images_per_s": speed}  # fmt: skip
+        if config.epoch_validation and rank == 0 and self.device.type == "cpu":
+            scores = self._validate(phase)
+            record.update(scores)
+            if self.progress is not None:
+                self._report(phase, len(loader) - 1, loss, speed, **scores)
+        return record
 
-    def _report(self, phase: Phase, step: int, loss: float, images_per_s: float) -> None:
+    def _validate(self, phase: Phase) -> dict[str, float]:
+        """The phase's largest and smallest subnets' BN-recalibrated top-1 on the validation split.
+
+        `evaluate` works on extracted copies with its own calibration seed, so neither the weights
+        nor the random streams of training change: a resumed run stays bit-exact.
+        """
+        from nas.train.evaluate import evaluate
+
+        scores = {}
+        for name, arch in (("largest", phase.space.max_arch()), ("smallest", phase.space.min_arch())):
+            result = evaluate(self.net, arch, "val", data=self.data, splits=self.splits,
+                              recal_images=self.config.recal_images)  # fmt: skip
+            scores[f"val_acc_{name}"] = result.top1
+        return scores
+
+    def _report(self, phase: Phase, step: int, loss: float, images_per_s: float, **validation: float) -> None:
         assert self.progress is not None
         state = self.state
         started, start_step = self.clock
@@ -364,6 +387,8 @@ class _Trainer:
                 loss=loss,
                 images_per_s=images_per_s,
                 eta_s=per_step * (self.total_steps - state.global_step),
+                val_acc_largest=validation.get("val_acc_largest"),
+                val_acc_smallest=validation.get("val_acc_smallest"),
             )
         )
 

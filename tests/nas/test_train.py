@@ -67,6 +67,12 @@ def test_sandwich_epoch_learns_and_checkpoints(tmp_path: Path) -> None:
     assert events and events[-1].eta_s == pytest.approx(0.0, abs=1e-6) and events[0].eta_s > 0
     assert all(e.images_per_s > 0 and e.phase == "sandwich" for e in events)
     space = run.supernet.space
+    ends = [e for e in events if e.val_acc_largest is not None]  # one event per epoch carries the curves
+    assert [(e.epoch, e.step) for e in ends] == [(i, e.steps - 1) for i, e in enumerate(ends)] and len(ends) == 3
+    assert [h["val_acc_largest"] for h in run.history] == [e.val_acc_largest for e in ends]
+    assert [h["val_acc_smallest"] for h in run.history] == [e.val_acc_smallest for e in ends]
+    assert run.history[-1]["val_acc_largest"] == evaluate(run.supernet, space.max_arch(), "val").top1
+    assert run.history[-1]["val_acc_smallest"] == evaluate(run.supernet, space.min_arch(), "val").top1
     top1_max = evaluate(run.supernet, space.max_arch(28), "test").top1
     # Far above chance (0.1); the exact figure varies with the CPU's kernels (0.80 on one Xeon, 0.83 on an EPYC).
     assert top1_max > 0.6, f"the largest subnet should be far above chance (0.1) after 3 epochs, got {top1_max}"
@@ -97,7 +103,8 @@ def test_resume_reproduces_an_uninterrupted_run(
         train_supernet(config, tmp_path / "crashed", progress=crash_at(*crash))
     resumed = train_supernet(config, tmp_path / "crashed")
     assert_same_weights(straight.supernet, resumed.supernet)
-    assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
+    assert straight.history == [{**h, "seconds": s["seconds"], "images_per_s": s["images_per_s"]}
+                                for h, s in zip(resumed.history, straight.history, strict=True)]  # fmt: skip
     assert_same_weights(straight.supernet, load_run(tmp_path / "crashed").supernet)
 
 
