@@ -100,7 +100,8 @@ def bundle() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         for name, data in {**members, "arch.json": json.dumps(meta).encode()}.items():
-            zf.writestr(name, data)
+            # a fixed timestamp: with the clock's, two calls a second apart gave different bytes
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 1, 0, 0, 0)), data)
     return out.getvalue()
 
 
