@@ -59,20 +59,20 @@ async def upload_dataset(
                 out.write(chunk)
         if upload.stat().st_size == 0:
             raise invalid("body", "the body is empty: send the dataset file as the request body")
-        row, created = await run_in_threadpool(datasets.ingest, ctx, user, upload, name, format)
+        dataset, created = await run_in_threadpool(datasets.ingest, ctx, user, upload, name, format)
     response.status_code = 201 if created else 200
-    response.headers["Location"] = f"/v1/datasets/{row.id}"
-    return datasets.dataset_out(ctx, row)
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return dataset
 
 
 @router.get("")
 def list_datasets(ctx: Context, user: CurrentUser, page: Page) -> PageOut[DatasetOut]:
     """Your uploaded datasets, newest first."""
-    rows, token = datasets.list_datasets(ctx, user, page.page_size, page.page_token)
-    return PageOut[DatasetOut](items=[datasets.dataset_out(ctx, r) for r in rows], next_page_token=token)
+    items, token = datasets.list_datasets(ctx, user, page.page_size, page.page_token)
+    return PageOut[DatasetOut](items=items, next_page_token=token)
 
 
 @router.get("/{dataset_id}")
 def get_dataset(dataset_id: ResourceId, ctx: Context, user: CurrentUser) -> DatasetOut:
     """One uploaded dataset: what was uploaded, what was stored, its images and classes."""
-    return datasets.dataset_out(ctx, datasets.user_dataset(ctx, user, dataset_id))
+    return datasets.user_dataset(ctx, user, dataset_id)

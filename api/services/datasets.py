@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.context import ServiceContext
 from api.errors import invalid
@@ -30,8 +31,8 @@ MAX_CLASS_NAME = 200
 
 def ingest(
     ctx: ServiceContext, user: User, upload: Path, name: str, format: UploadFormat | None
-) -> tuple[Dataset, bool]:
-    """Validate an uploaded dataset file and store it; the same file uploaded again returns the first row.
+) -> tuple[DatasetOut, bool]:
+    """Validate an uploaded dataset file and store it; the same file uploaded again returns the first dataset.
 
     Args:
         ctx: the service.
@@ -41,7 +42,7 @@ def ingest(
         format: ``npz``, ``imagefolder``, ``idx``, or None to detect it.
 
     Returns:
-        The dataset row and whether it was created (False: this user had uploaded the same bytes).
+        The stored dataset and whether it was created (False: this user had uploaded the same bytes).
 
     Raises:
         ApiError: 422 naming ``body`` when the file is not an acceptable dataset (the message says
@@ -52,13 +53,13 @@ def ingest(
     digest = file_sha256(upload)
     with ctx.db.reader() as s:
         known = s.scalars(select(Dataset).where(Dataset.user_id == user.id, Dataset.upload_sha256 == digest)).first()
-    if known is not None:
-        return known, False
+        if known is not None:
+            return _outs(s, [known])[0], False
     try:
         data, found = read_dataset_file(upload, format, limits=ArchiveLimits(max_bytes=ctx.settings.max_dataset_bytes))
     except DatasetFileError as error:
         raise invalid("body", str(error)) from None
-    long_names = [name for name in data.classes if len(name) > MAX_CLASS_NAME]
+    long_names = [label for label in data.classes if len(label) > MAX_CLASS_NAME]
     if long_names:
         raise invalid("body", f"{len(long_names)} class names are over {MAX_CLASS_NAME} characters; shorten them")
     canonical = upload.with_name(upload.name + ".npz")
@@ -75,36 +76,41 @@ def ingest(
                       artifact_id=artifact.id, info=info)  # fmt: skip
         s.add(row)
         s.flush()
-        return row, True
+        return _out(row, artifact), True
 
 
-def dataset_out(ctx: ServiceContext, row: Dataset) -> DatasetOut:
-    """The API view of a dataset row (with its stored file's sha256)."""
-    with ctx.db.reader() as s:
-        artifact = s.get(Artifact, row.artifact_id)
-    assert artifact is not None, "a dataset row always has its artefact (ondelete RESTRICT)"
+def _out(row: Dataset, artifact: Artifact) -> DatasetOut:
+    """The API view of a dataset row and its stored file."""
     return DatasetOut(
         id=row.id, name=row.name, format=row.format, upload_sha256=row.upload_sha256, upload_size=row.upload_size,
         sha256=artifact.sha256, created_at=row.created_at, **row.info,
     )  # fmt: skip
 
 
+def _outs(s: Session, rows: Sequence[Dataset]) -> list[DatasetOut]:
+    """The API views of dataset rows, their stored files read in one query."""
+    ids = [row.artifact_id for row in rows]
+    artifacts = {a.id: a for a in s.scalars(select(Artifact).where(Artifact.id.in_(ids)))} if ids else {}
+    return [_out(row, artifacts[row.artifact_id]) for row in rows]
+
+
 def list_datasets(
     ctx: ServiceContext, user: User, size: int, token: str | None
-) -> tuple[Sequence[Dataset], str | None]:
+) -> tuple[list[DatasetOut], str | None]:
     """One page of the user's datasets, newest first, and the next page's token."""
     with ctx.db.reader() as s:
-        return paginate(s, select(Dataset).where(Dataset.user_id == user.id), Dataset.id, size, token)
+        rows, next_token = paginate(s, select(Dataset).where(Dataset.user_id == user.id), Dataset.id, size, token)
+        return _outs(s, rows), next_token
 
 
-def user_dataset(ctx: ServiceContext, user: User, dataset_id: int, field: str | None = None) -> Dataset:
+def user_dataset(ctx: ServiceContext, user: User, dataset_id: int, field: str | None = None) -> DatasetOut:
     """The user's dataset.
 
     Raises:
         ApiError: 404 when there is no such dataset or it is another user's (naming `field` if given).
     """
     with ctx.db.reader() as s:
-        return owned(s, Dataset, dataset_id, user, field)
+        return _outs(s, [owned(s, Dataset, dataset_id, user, field)])[0]
 
 
 def server_data_path(ctx: ServiceContext, data_dir: str, field: str) -> str:

@@ -174,7 +174,8 @@ def list_tasks(
         rows, next_token = paginate(s, query, AgentTask.id, size, token)
         ids = [t.artifact_id for t in rows if t.artifact_id is not None]
         artifacts = {a.id: a for a in s.scalars(select(Artifact).where(Artifact.id.in_(ids)))} if ids else {}
-        tasks = [task_out(t, target, artifacts.get(t.artifact_id or 0), t.agent_id) for t in rows]
+        tasks = [task_out(t, target, artifacts.get(t.artifact_id) if t.artifact_id else None, t.agent_id)
+                 for t in rows]  # fmt: skip
     return tasks, next_token
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
@@ -13,7 +13,6 @@ from cli.options import ServerOption, TokenOption, make_client
 
 dataset = typer.Typer(help="Upload datasets to the service and train on them by id.", no_args_is_help=True)
 
-FORMATS = ("npz", "imagefolder", "idx")
 FILE_HELP = "a .npz, a zip of train/<class>/ and test/<class>/ images, or a zip of the four IDX files"
 
 
@@ -29,8 +28,11 @@ def upload(
     """Upload a dataset; the service checks it before accepting it and prints its id."""
     if not file.is_file():
         raise CLIError(f"FILE: {file} is not a file")
-    if format is not None and format not in FORMATS:
-        raise CLIError(f"--format: expected {', '.join(FORMATS)}, got {format!r}")
+    from api.schemas.datasets import UploadFormat  # here: pydantic would slow every command's start
+
+    formats = get_args(UploadFormat)
+    if format is not None and format not in formats:
+        raise CLIError(f"--format: expected {', '.join(formats)}, got {format!r}")
     with make_client(server, token) as client:
         stored = client.upload_dataset(file, name=file.stem if name is None else name, format=format)
     if as_json:

@@ -31,7 +31,6 @@ from nas.data.imagefolder import IMAGE_SUFFIXES
 from nas.data.registry import load_dataset
 
 DatasetFormat = Literal["npz", "imagefolder", "idx"]
-DATASET_FORMATS: tuple[DatasetFormat, ...] = ("npz", "imagefolder", "idx")
 
 
 @dataclass(frozen=True)
