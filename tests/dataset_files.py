@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import gzip
 import io
+import warnings
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from nas.data.idx import IDX_FILES
+
+Member = tuple[str | zipfile.ZipInfo, bytes]
+"""A zip member: its name (or full `ZipInfo`) and its bytes."""
 
 
 def digits(n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -37,13 +44,31 @@ def png(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def digits_imagefolder_zip(path: Path, n: int = 400, top: str = "digits/") -> Path:
-    """The digits as ``<top>train/<label>/<i>.png`` and ``<top>test/<label>/<i>.png`` in a zip."""
+def zip_bytes(members: Iterable[Member]) -> bytes:
+    """A deflated zip of `members` (names may repeat: hostile archives do)."""
+    out = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
+        for name, data in members:
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def folder_members(top: str = "", n: int = 400) -> list[Member]:
+    """The digits as ImageFolder members ``<top><part>/<label>/<i>.png``, numbered within each class in order."""
     x, y, x_test, y_test = digits(n)
-    with zipfile.ZipFile(path, "w") as archive:
-        for part, images, labels in (("train", x, y), ("test", x_test, y_test)):
-            for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-                archive.writestr(f"{top}{part}/{label}/{i:05d}.png", png(image))
+    members: list[Member] = []
+    for part, images, labels in (("train", x, y), ("test", x_test, y_test)):
+        counts: dict[int, int] = {}
+        for image, label in zip(images, labels, strict=True):
+            counts[int(label)] = counts.get(int(label), 0) + 1
+            members.append((f"{top}{part}/{label}/{counts[int(label)]:05d}.png", png(image)))
+    return members
+
+
+def digits_imagefolder_zip(path: Path, n: int = 400, top: str = "digits/") -> Path:
+    """The digits as an ImageFolder zip (`folder_members`) at `path`."""
+    path.write_bytes(zip_bytes(folder_members(top, n)))
     return path
 
 
@@ -53,12 +78,16 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
+def idx_members(top: str = "", gz: bool = True, n: int = 400) -> list[Member]:
+    """The digits as the four IDX files of MNIST's layout, gzipped or raw, under `top`."""
+    arrays = dict(zip(IDX_FILES, digits(n), strict=True))
+    return [
+        (f"{top}{name}.gz", gzip.compress(idx_bytes(a))) if gz else (f"{top}{name}", idx_bytes(a))
+        for name, a in arrays.items()
+    ]
+
+
 def digits_idx_zip(path: Path, n: int = 400) -> Path:
-    """The digits as the four gzipped IDX files of MNIST's layout in a zip."""
-    x, y, x_test, y_test = digits(n)
-    files = {"train-images-idx3-ubyte": x, "train-labels-idx1-ubyte": y, "t10k-images-idx3-ubyte": x_test,
-             "t10k-labels-idx1-ubyte": y_test}  # fmt: skip
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, array in files.items():
-            archive.writestr(f"{name}.gz", gzip.compress(idx_bytes(array)))
+    """The digits as a zip of the four gzipped IDX files (`idx_members`) at `path`."""
+    path.write_bytes(zip_bytes(idx_members(n=n)))
     return path

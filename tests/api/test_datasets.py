@@ -5,8 +5,6 @@ server paths only inside the operator's data roots, and no answer that tells wha
 from __future__ import annotations
 
 import dataclasses
-import io
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from api.app import create_app
 from api.context import ServiceContext
 from store.models import Artifact, Dataset, Job
 from tests.api_helpers import Users
-from tests.dataset_files import digits_idx_zip, digits_imagefolder_zip, digits_npz, png
+from tests.dataset_files import digits_idx_zip, digits_imagefolder_zip, digits_npz, png, zip_bytes
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 
@@ -83,14 +81,6 @@ def test_another_users_dataset_is_not_found_anywhere(client: TestClient, users: 
     assert missing.json()["message"].replace("999", str(dataset["id"])) == train.json()["message"]
 
 
-def zip_of(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
 IMAGE = png(np.full((8, 8), 200, dtype=np.uint8))
 
 
@@ -99,11 +89,17 @@ IMAGE = png(np.full((8, 8), 200, dtype=np.uint8))
     [
         (b"", "the body is empty"),
         (b"not a zip at all", "not a zip or .npz file"),
-        (zip_of({"../evil.png": IMAGE, "train/0/a.png": IMAGE, "test/0/a.png": IMAGE}), "unsafe member name"),
-        (zip_of({"/etc/evil.png": IMAGE}), "unsafe member name"),
-        (zip_of({"notes.txt": b"hello"}), "unrecognised dataset file"),
-        (zip_of({"train/0/a.png": b"not a png", "test/0/b.png": IMAGE}), "train/0/a.png is not a readable image"),
-        (zip_of({"train/0/a.png": IMAGE, "test/1/b.png": IMAGE}), "must hold the same class directories"),
+        (
+            zip_bytes([("../evil.png", IMAGE), ("train/0/a.png", IMAGE), ("test/0/a.png", IMAGE)]),
+            "unsafe member name",
+        ),
+        (zip_bytes([("/etc/evil.png", IMAGE)]), "unsafe member name"),
+        (zip_bytes([("notes.txt", b"hello")]), "unrecognised dataset file"),
+        (
+            zip_bytes([("train/0/a.png", b"not a png"), ("test/0/b.png", IMAGE)]),
+            "train/0/a.png is not a readable image",
+        ),
+        (zip_bytes([("train/0/a.png", IMAGE), ("test/1/b.png", IMAGE)]), "must hold the same class directories"),
     ],
 )
 def test_a_bad_upload_is_422_naming_the_body_and_stores_nothing(
@@ -143,7 +139,7 @@ def test_an_upload_over_the_limit_is_413_and_one_that_expands_past_it_422(
     small = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"max_dataset_bytes": 40_000}))
     with TestClient(create_app(context=small)) as client:
         assert upload(client, users, b"x" * 40_001).status_code == 413
-        bomb = zip_of({"train/0/a.png": IMAGE, "test/0/a.png": IMAGE, "train/0/zeros.png": bytes(1 << 20)})
+        bomb = zip_bytes([("train/0/a.png", IMAGE), ("test/0/a.png", IMAGE), ("train/0/zeros.png", bytes(1 << 20))])
         assert len(bomb) < 40_000
         response = upload(client, users, bomb)
         assert response.status_code == 422 and "expands to over 40,000 bytes" in response.json()["message"]

@@ -18,7 +18,6 @@ import stat
 import struct
 import tempfile
 import time
-import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -33,9 +32,7 @@ from nas.data import load_dataset
 from nas.data.archive import ArchiveLimits, DatasetFileError, DatasetFormat, read_dataset_file, write_dataset_npz
 from nas.data.core import ImageData
 from nas.data.idx import IDX_FILES
-from tests.dataset_files import digits, digits_npz, idx_bytes, png
-
-Member = tuple[str | zipfile.ZipInfo, bytes]
+from tests.dataset_files import Member, digits, digits_npz, folder_members, idx_bytes, idx_members, png, zip_bytes
 
 IMAGES = 100
 """Digits per dataset (train; a quarter as many test): enough for every class, small enough to be quick."""
@@ -89,36 +86,6 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     return box
 
 
-def zip_bytes(members: Iterable[Member]) -> bytes:
-    out = io.BytesIO()
-    with warnings.catch_warnings(), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        warnings.simplefilter("ignore")  # duplicate names are part of what the property test tries
-        for name, data in members:
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
-def folder_members(top: str = "", n: int = IMAGES) -> list[Member]:
-    """The digits as ImageFolder members ``<top><part>/<label>/<i>.png``, numbered within each class."""
-    x, y, x_test, y_test = digits(n)
-    members: list[Member] = []
-    for part, images, labels in (("train", x, y), ("test", x_test, y_test)):
-        counts: dict[int, int] = {}
-        for image, label in zip(images, labels, strict=True):
-            counts[int(label)] = counts.get(int(label), 0) + 1
-            members.append((f"{top}{part}/{label}/{counts[int(label)]:05d}.png", png(image)))
-    return members
-
-
-def idx_members(top: str = "", gz: bool = True, n: int = IMAGES) -> list[Member]:
-    x, y, x_test, y_test = digits(n)
-    arrays = dict(zip(IDX_FILES, (x, y, x_test, y_test), strict=True))
-    return [
-        (f"{top}{name}.gz", gzip.compress(idx_bytes(a))) if gz else (f"{top}{name}", idx_bytes(a))
-        for name, a in arrays.items()
-    ]
-
-
 def two_class_folder(image: bytes = TINY_PNG, classes: tuple[str, str] = ("0", "1")) -> list[Member]:
     return [(f"{part}/{c}/{i}.png", image) for part in ("train", "test") for c in classes for i in range(2)]
 
@@ -163,7 +130,7 @@ def test_npz_loads_as_written(sandbox: Sandbox) -> None:
 @pytest.mark.parametrize("top", ["", "digits/"])
 def test_imagefolder_zip_loads_every_image_with_its_class(sandbox: Sandbox, top: str) -> None:
     x, y, x_test, y_test = digits(IMAGES)
-    data, found = sandbox.read(sandbox.zip(folder_members(top)))
+    data, found = sandbox.read(sandbox.zip(folder_members(top, n=IMAGES)))
     assert found == "imagefolder"
     assert data.train_images.shape == (IMAGES, 8, 8, 1) and data.test_images.shape == (IMAGES // 4, 8, 8, 1)
     assert data.classes == tuple(str(i) for i in range(10)) and data.hflip is True
@@ -175,7 +142,7 @@ def test_imagefolder_zip_loads_every_image_with_its_class(sandbox: Sandbox, top:
 @pytest.mark.parametrize(("top", "gz"), [("", True), ("", False), ("mnist/", True), ("mnist/", False)])
 def test_idx_zip_loads_in_order(sandbox: Sandbox, top: str, gz: bool) -> None:
     x, y, x_test, y_test = digits(IMAGES)
-    data, found = sandbox.read(sandbox.zip(idx_members(top, gz)))
+    data, found = sandbox.read(sandbox.zip(idx_members(top, gz, n=IMAGES)))
     assert found == "idx"
     assert np.array_equal(data.train_images[..., 0], x) and np.array_equal(data.train_labels, y)
     assert np.array_equal(data.test_images[..., 0], x_test) and np.array_equal(data.test_labels, y_test)
@@ -203,10 +170,10 @@ def test_write_dataset_npz_round_trips(sandbox: Sandbox, source: str) -> None:
 def test_format_mismatch_names_what_the_file_is(sandbox: Sandbox) -> None:
     npz = digits_npz(sandbox.uploads / "d.npz", IMAGES)
     assert "it is a .npz archive" in sandbox.refused(npz, "imagefolder")
-    folder = sandbox.zip(folder_members(), "f.zip")
+    folder = sandbox.zip(folder_members(n=IMAGES), "f.zip")
     assert "not a zip of the four IDX files" in (message := sandbox.refused(folder, "idx"))
     assert "it is a zip of train/<class>/ and test/<class>/ images" in message
-    assert "it is a zip of the four IDX files" in sandbox.refused(sandbox.zip(idx_members(), "i.zip"), "npz")
+    assert "it is a zip of the four IDX files" in sandbox.refused(sandbox.zip(idx_members(n=IMAGES), "i.zip"), "npz")
 
 
 # Hostile archives: unsafe members.
@@ -283,7 +250,7 @@ def test_members_that_cannot_be_extracted_are_refused(sandbox: Sandbox, extra: M
 
 
 def test_too_many_members_are_refused(sandbox: Sandbox) -> None:
-    message = sandbox.refused(sandbox.zip(folder_members()), max_members=10)
+    message = sandbox.refused(sandbox.zip(folder_members(n=IMAGES)), max_members=10)
     assert f"holds {IMAGES + IMAGES // 4} files; at most 10" in message
 
 
@@ -308,7 +275,7 @@ def file_size_limit() -> Iterator[int]:
 
 def test_gzip_bomb_in_an_idx_zip_stops_at_the_byte_budget(sandbox: Sandbox, file_size_limit: int) -> None:
     bomb = gzip.compress(bytes(1 << 20)) * 64  # 64 MiB of zeros in 64 gzip members, about 64 KiB
-    members = [m if m[0] != "train-images-idx3-ubyte.gz" else (m[0], bomb) for m in idx_members()]
+    members = [m if m[0] != "train-images-idx3-ubyte.gz" else (m[0], bomb) for m in idx_members(n=IMAGES)]
     start = time.monotonic()
     message = sandbox.refused(sandbox.zip(members), max_bytes=8 << 20)
     # Not "not valid gzip (File too large)": extraction stopped before the file reached the 16 MiB limit.
@@ -351,7 +318,7 @@ def test_decompression_bomb_header_is_refused_unread(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_corrupt_png_is_named_by_member_without_server_paths(sandbox: Sandbox, damage: str) -> None:
-    members = folder_members()
+    members = folder_members(n=IMAGES)
     name, good = next(m for m in members if m[0] == "train/3/00001.png")
     bad = b"not a png at all" if damage == "garbage" else good[: len(good) // 2]
     message = sandbox.refused(sandbox.zip([(n, bad if n == name else d) for n, d in members]))
