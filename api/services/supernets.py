@@ -14,10 +14,10 @@ from sqlalchemy import select
 from api.context import ServiceContext
 from api.errors import invalid
 from api.schemas.supernets import SupernetCreate
-from api.services.datasets import server_data_path, user_dataset
+from api.services.datasets import server_data_path
 from api.services.ownership import owned
 from api.services.pages import paginate
-from store.models import Supernet, User
+from store.models import Dataset, Supernet, User
 from workers.kinds import validate_params
 
 TRAIN_JOB_KIND = "train_supernet"
@@ -58,7 +58,8 @@ def train_params(ctx: ServiceContext, user: User, request: SupernetCreate) -> di
         if config[name] not in registered:
             raise invalid(f"config.{name}", f"unknown {name} {config[name]!r}; registered: {', '.join(registered)}")
     if request.dataset_id is not None:
-        user_dataset(ctx, user, request.dataset_id, "dataset_id")
+        with ctx.db.reader() as s:
+            owned(s, Dataset, request.dataset_id, user, "dataset_id")
     elif config["data_dir"] is not None:
         config["data_dir"] = server_data_path(ctx, config["data_dir"], "config.data_dir")
     elif config["dataset"] in PATH_DATASETS:
