@@ -205,7 +205,8 @@ def export_bundle(
         mean: per-channel input mean the model expects (recorded, not baked in; default: the
             calibration data's).
         std: per-channel input std (default: the calibration data's).
-        class_names: names of the classes, in output order.
+        class_names: names of the classes, in output order (default: the ones the supernet was
+            trained with, ``metadata["classes"]``, if it records them).
         archive: write a zip instead of a directory.
         opset: ONNX opset (>= 17).
 
@@ -223,6 +224,7 @@ def export_bundle(
     if isinstance(calibration, BNCalibration):
         mean = calibration.data.mean if mean is None else mean
         std = calibration.data.std if std is None else std
+    class_names = supernet.metadata.get("classes") if class_names is None else class_names
     space = supernet.space
     b = space.backbone
     canon = space.canonical(arch)

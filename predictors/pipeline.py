@@ -302,14 +302,10 @@ def _export_and_validate(
         chosen = [chosen[i] for i in keep]
     calibration = BNCalibration.of_training_data(supernet)
     test = data_for(supernet)[1]["test"]
-    meta = supernet.metadata
     members = []
     for i, (arch, predicted) in enumerate(chosen):
         report.progress(stage="validate", done=i, total=len(chosen))
-        path = export_bundle(
-            supernet, arch, out_dir / f"bundle_{i}.zip", calibration=calibration, mean=meta["mean"],
-            std=meta["std"], class_names=meta["classes"], archive=True,
-        )  # fmt: skip
+        path = export_bundle(supernet, arch, out_dir / f"bundle_{i}.zip", calibration=calibration, archive=True)
         validated = {k: v for k, v in predicted.items() if k in ("macs", "params")}  # exact already
         sources = {}
         if "accuracy" in spec.objectives:  # measured on the delivered file, as its user will run it

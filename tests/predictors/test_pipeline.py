@@ -34,8 +34,11 @@ def test_run_search_exports_the_front_and_validates_it_on_the_exported_files(run
     assert front.measured is not None and len(front.measured.records) == 10
     assert 1 <= len(front.members) <= 2 and front.drift == {} and front.built_tables == {}
     test = data_for(run.supernet)[1]["test"]
+    meta = run.supernet.metadata
     for member in front.members:
-        assert load_bundle(member.bundle).meta["arch"] == member.arch
+        bundle_meta = load_bundle(member.bundle).meta
+        assert bundle_meta["arch"] == member.arch and bundle_meta["class_names"] == meta["classes"]
+        assert (bundle_meta["input"]["mean"], bundle_meta["input"]["std"]) == (meta["mean"], meta["std"])
         assert member.validated["accuracy"] == score_bundle(member.bundle, test.images, test.labels).top1
         assert member.sources == {"accuracy": "bundle_onnx_test"}
         assert member.validated["macs"] == member.predicted["macs"]  # exact already

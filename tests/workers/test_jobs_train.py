@@ -68,6 +68,7 @@ def test_train_then_export_a_subnet(sqlite_db: Database, tmp_path: Path) -> None
     read_artifact(store, bundle)
     loaded = load_bundle(store.path(bundle.key))
     assert loaded.meta["arch"] == subnet.arch and loaded.meta["bn_calibration"]["split"] == "train"
+    assert loaded.meta["class_names"] == [str(d) for d in range(10)]  # the supernet's, recorded in the bundle
     test = load_dataset("demo")
     scored = score_bundle(store.path(bundle.key), test.test_images, test.test_labels)
     assert subnet.validated is not None and subnet.validated["accuracy"] == scored.top1  # the delivered file's

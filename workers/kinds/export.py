@@ -67,11 +67,7 @@ class ExportSubnetJob(TypedJobKind[ExportParams, CheckpointInputs, ExportOutcome
             assert isinstance(params.arch, dict)
             arch = space.canonical(params.arch)
         ctx.progress(stage="exporting")
-        meta = net.metadata
-        path = export_bundle(
-            net, arch, ctx.run_dir / "bundle.zip", calibration="training_data", mean=meta["mean"], std=meta["std"],
-            class_names=meta["classes"], archive=True,
-        )  # fmt: skip
+        path = export_bundle(net, arch, ctx.run_dir / "bundle.zip", calibration="training_data", archive=True)
         ctx.progress(stage="scoring")
         test = data_for(net)[1]["test"]
         accuracy = score_bundle(path, test.images, test.labels).top1
