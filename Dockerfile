@@ -18,7 +18,7 @@ COPY workers ./workers
 COPY api ./api
 COPY cli ./cli
 # Editable, so that non-Python files (the Alembic migrations' script template) are used in place.
-RUN pip install -e .
+RUN pip install -e '.[service]'
 
 RUN useradd --create-home --uid 1000 hwnas && mkdir -p /data && chown hwnas /data
 USER hwnas
