@@ -1,12 +1,15 @@
 """``hwnas agent``: measure a target's latency tasks on this device for a remote hwnas service.
 
-Runs where only onnxruntime, numpy and httpx are installed (an ARM board, a phone's host): it
-imports neither torch nor the service's SQL or web stack. It registers itself for the target
-with this machine's environment, then loops: claim a task (an ONNX model + measurement
+Runs where only onnxruntime, numpy and httpx are installed (an ARM board, a phone's host): ``pip install
+hwnas`` installs just that, with the console script ``hwnas-agent``; it imports neither torch nor the
+service's SQL or web stack. It registers itself for the target with this machine's facts
+(`predictors.latency.measure.environment`), then loops: claim a task (an ONNX model + measurement
 settings), download and verify the model, measure it with ONNX Runtime, post the result.
 Requests go through `workers.http_client` with `AGENT_RETRY`: network errors and transient answers
-(408, 425, 429, 5xx) are retried with exponential back-off; a 4xx answer is an error the user must
-fix (a bad token, an unknown target) and ends the agent.
+(408, 425, 429, 5xx) are retried with exponential back-off, so a restarting service is waited out.
+When the service no longer knows the agent (a 404 naming ``agent_id``: its store was reset or the
+agent deleted), the agent registers again and goes on. Any other 4xx answer is an error the user
+must fix (a bad token, an unknown target) and ends the agent.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import socket
 import sys
 import time
@@ -39,12 +43,23 @@ class AgentError(RuntimeError):
     """The service refused a request for a reason retrying cannot fix (the message says which)."""
 
 
-def _error_message(response: httpx.Response) -> str:
+class UnknownAgentError(AgentError):
+    """The service does not know the agent's id (its store was reset, or the agent deleted): register again."""
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
-        return f"{response.status_code} {body.get('code')}: {body.get('message')}"
     except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_message(response: httpx.Response) -> str:
+    body = _error_body(response)
+    if not body:
         return f"{response.status_code}: {response.text[:200]}"
+    return f"{response.status_code} {body.get('code')}: {body.get('message')}"
 
 
 class AgentClient:
@@ -78,12 +93,15 @@ class AgentClient:
         """Send a request (retried as the client's policy says).
 
         Raises:
-            AgentError: a 4xx answer other than 409 (the caller handles 409), or a failure that outlasted the retries.
+            UnknownAgentError: a 404 naming ``agent_id``.
+            AgentError: another 4xx answer than 409 (the caller handles 409), or a failure that outlasted the retries.
         """
         try:
             response = self.http.request(method, path, extensions={IDEMPOTENT: True}, **kwargs)
         except httpx.TransportError as error:
             raise AgentError(f"{method} {path}: gave up: {type(error).__name__}: {error}") from None
+        if response.status_code == 404 and _error_body(response).get("field") == "agent_id":
+            raise UnknownAgentError(f"{method} {path}: {_error_message(response)}")
         if response.status_code >= 400 and response.status_code != 409:
             raise AgentError(f"{method} {path}: {_error_message(response)}")
         return response
@@ -95,10 +113,13 @@ class AgentClient:
         spec = {k: v for k, v in data["settings"].items() if k in allowed}
         return Target.from_dict({**spec, "name": data["name"], "device": data["device"], "runtime": data["runtime"]})
 
-    def register(self, name: str, target: Target) -> int:
-        """Register this agent for `target` with this machine's environment; returns the agent's id."""
+    def register(self, name: str, target_name: str) -> tuple[Target, int]:
+        """Register this agent for a target with this machine's facts; the target's spec and the agent's id."""
+        target = self.target(target_name)
         body = {"name": name, "targets": [target.name], "environment": environment(target)}
-        return int(self.request("POST", "/v1/agents", json=body).json()["id"])
+        agent_id = int(self.request("POST", "/v1/agents", json=body).json()["id"])
+        log.info("agent %d (%s) measures %s", agent_id, name, target.name)
+        return target, agent_id
 
     def claim(self, agent_id: int, target: str, lease_s: float | None = None) -> dict[str, Any] | None:
         """The next task of `target` leased to the agent, or None."""
@@ -159,21 +180,24 @@ def run_agent(
     Raises:
         AgentError: the service refused a request for good (bad token, unknown target, ...).
     """
-    target = client.target(target_name)
-    agent_id = client.register(name or socket.gethostname(), target)
-    log.info("agent %d measures %s", agent_id, target.name)
+    name = name or socket.gethostname()
+    target, agent_id = client.register(name, target_name)
     done, idle_since = 0, time.monotonic()
     while max_tasks is None or done < max_tasks:
-        task = client.claim(agent_id, target.name, lease_s)
-        if task is None:
-            if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
-                break
-            sleep(poll_s)
-            continue
-        result = measure_task(task, client.model(task), target)
-        if client.post_result(agent_id, task["id"], result):
-            done += 1
-            log.info("task %d: %s", task["id"], result.get("measurement", {}).get("median_ms", result.get("error")))
+        try:
+            task = client.claim(agent_id, target.name, lease_s)
+            if task is None:
+                if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    break
+                sleep(poll_s)
+                continue
+            result = measure_task(task, client.model(task), target)
+            if client.post_result(agent_id, task["id"], result):
+                done += 1
+                log.info("task %d: %s", task["id"], result.get("measurement", {}).get("median_ms", result.get("error")))
+        except UnknownAgentError as error:
+            log.warning("%s; registering again", error)
+            target, agent_id = client.register(name, target_name)
         idle_since = time.monotonic()
     return done
 
@@ -187,8 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the agent's options to `parser`."""
-    parser.add_argument("--server", required=True, help="the service's URL, e.g. http://10.0.0.5:8000")
-    parser.add_argument("--token", required=True, help="an API token (hwnas admin create-token)")
+    for option, variable, text in (
+        ("--server", "HWNAS_SERVER", "the service's URL, e.g. http://10.0.0.5:8000"),
+        ("--token", "HWNAS_TOKEN", "an API token (hwnas admin create-token)"),
+    ):
+        default = os.environ.get(variable)
+        parser.add_argument(option, default=default, required=not default, help=f"{text} (default: ${variable})")
     parser.add_argument("--target", required=True, help="the target this device measures, e.g. rpi4-ort")
     parser.add_argument("--name", help="the agent's name (default: the host name)")
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between polls when idle")
@@ -216,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m workers.agent --server URL --token T --target NAME``."""
+    """``hwnas-agent --server URL --token T --target NAME`` (or ``python -m workers.agent ...``)."""
     return run(build_parser().parse_args(argv))
 
 

@@ -34,6 +34,10 @@ class AgentOut(BaseModel):
     id: int
     name: str
     targets: list[str]
+    environment: dict[str, Any] = Field(
+        description="the device's facts at its last registration: CPU model, cores, machine, ONNX Runtime version and "
+        "providers, CPU frequency governor, ..."
+    )
     last_seen_at: dt.datetime | None
     created_at: dt.datetime
 

@@ -34,7 +34,9 @@ _LATENCIES = ("median_ms", "p90_ms", "p95_ms", "mean_ms")
 def register_agent(
     ctx: ServiceContext, user: User, name: str, target_names: list[str], environment: dict[str, Any]
 ) -> Agent:
-    """Add or refresh the user's agent `name` for `target_names`; their own targets record `environment`.
+    """Add or refresh the user's agent `name` for `target_names` with its device facts `environment`.
+
+    The agent keeps the facts of its last registration; the user's own targets record them too.
 
     Raises:
         ApiError: 404 naming ``targets`` for an unknown target.
@@ -48,7 +50,7 @@ def register_agent(
         if agent is None:
             agent = Agent(user_id=user.id, name=name)
             s.add(agent)
-        agent.targets = list(target_names)
+        agent.targets, agent.environment = list(target_names), environment
         agent.last_seen_at = ctx.clock()
         s.flush()
         return agent
@@ -107,13 +109,14 @@ def claim(ctx: ServiceContext, user: User, agent_id: int, target_name: str, leas
     """Lease the oldest claimable task of the target to the agent; None when there is none.
 
     Raises:
-        ApiError: 404 for an unknown agent or target; 422 when the agent was not registered for the target.
+        ApiError: 404 for an unknown agent (naming ``agent_id``: the agent registers again) or target; 422 when the
+            agent was not registered for the target.
     """
 
     def run() -> AgentTask | None:
         with ctx.db.session() as s:
             now = ctx.clock()
-            agent = owned(s, Agent, agent_id, user)
+            agent = owned(s, Agent, agent_id, user, "agent_id")
             target = targets.get_target(s, user, target_name, "target")
             if target.name not in agent.targets:
                 raise invalid("target", f"agent {agent.name!r} is registered for {agent.targets}, not {target.name!r}")
@@ -130,14 +133,20 @@ def held_task(session: Session, user: User, agent_id: int, task_id: int) -> tupl
     """The agent and the task it holds.
 
     Raises:
-        ApiError: 404 for an unknown agent or task (or one of another user); 409 when the agent does not hold it.
+        ApiError: 404 for an unknown agent (naming ``agent_id``) or task (or one of another user); 409 when the agent
+            does not hold it (``wrong_target`` when the task is of a target the agent is not registered for).
     """
-    agent = owned(session, Agent, agent_id, user)
+    agent = owned(session, Agent, agent_id, user, "agent_id")
     task = session.get(AgentTask, task_id)
     target = session.get(Target, task.target_id) if task is not None else None
     if task is None or target is None or (target.user_id is not None and target.user_id != user.id):
         raise not_found("task", task_id)
     if not agent_tasks.holds(task, agent.id):
+        if target.name not in agent.targets:
+            raise ApiError(
+                409, "wrong_target",
+                f"task {task_id} is of target {target.name!r}; agent {agent.name!r} measures {agent.targets}",
+            )  # fmt: skip
         holder = "another agent" if task.status == CLAIMED else f"nobody (it is {task.status})"
         raise ApiError(409, "not_held", f"task {task_id} is held by {holder}, not by agent {agent.id}")
     return agent, task

@@ -168,22 +168,42 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+GOVERNOR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+"""Where Linux shows the CPU frequency governor (``performance`` keeps a board's clock, and its latencies, steady)."""
+
+
+def cpu_governor() -> str | None:
+    """The CPU frequency governor of the first core, or None where it cannot be read (no cpufreq, not Linux)."""
+    try:
+        return GOVERNOR.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def environment(target: Target, runtime_version: str | None = None) -> dict[str, Any]:
-    """Where a measurement runs: CPU model, logical cores, threads, runtime and its version, provider, Python."""
-    if runtime_version is None and target.runtime == "onnxruntime":
+    """Where a measurement runs: the device, its threads, the runtime, Python.
+
+    The device: CPU model, logical cores, machine (``aarch64``, ``x86_64``), frequency governor (None where unreadable);
+    the runtime: its name, version and provider, and for ONNX Runtime the providers this install offers.
+    """
+    providers = None
+    if target.runtime == "onnxruntime":
         import onnxruntime as ort
 
-        runtime_version = ort.__version__
+        runtime_version = runtime_version or ort.__version__
+        providers = list(ort.get_available_providers())
     return {
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
         "machine": platform.machine(),
+        "cpu_governor": cpu_governor(),
         "os": platform.platform(),
         "threads": target.threads,
         "inter_op_threads": target.inter_op_threads,
         "runtime": target.runtime,
         "runtime_version": runtime_version,
         "provider": target.provider,
+        "providers": providers,
         "python": platform.python_version(),
     }
 

@@ -77,6 +77,9 @@ class Agent(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     targets: Mapped[list[str]] = mapped_column(JSON, default=list)
+    environment: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, doc="the device's facts at its last registration (predictors.latency.measure.environment)"
+    )
     last_seen_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
