@@ -113,13 +113,10 @@ class AgentClient:
         spec = {k: v for k, v in data["settings"].items() if k in allowed}
         return Target.from_dict({**spec, "name": data["name"], "device": data["device"], "runtime": data["runtime"]})
 
-    def register(self, name: str, target_name: str) -> tuple[Target, int]:
-        """Register this agent for a target with this machine's facts; the target's spec and the agent's id."""
-        target = self.target(target_name)
+    def register(self, name: str, target: Target) -> int:
+        """Register this agent for `target` with this machine's facts (`environment`); returns the agent's id."""
         body = {"name": name, "targets": [target.name], "environment": environment(target)}
-        agent_id = int(self.request("POST", "/v1/agents", json=body).json()["id"])
-        log.info("agent %d (%s) measures %s", agent_id, name, target.name)
-        return target, agent_id
+        return int(self.request("POST", "/v1/agents", json=body).json()["id"])
 
     def claim(self, agent_id: int, target: str, lease_s: float | None = None) -> dict[str, Any] | None:
         """The next task of `target` leased to the agent, or None."""
@@ -154,6 +151,14 @@ def measure_task(task: dict[str, Any], model: bytes, target: Target) -> dict[str
         return {"error": f"{type(error).__name__}: {error}"}
 
 
+def register(client: AgentClient, name: str, target_name: str) -> tuple[Target, int]:
+    """Fetch the target's spec and register the agent for it; the spec and the agent's id."""
+    target = client.target(target_name)
+    agent_id = client.register(name, target)
+    log.info("agent %d (%s) measures %s", agent_id, name, target.name)
+    return target, agent_id
+
+
 def run_agent(
     client: AgentClient,
     target_name: str,
@@ -181,7 +186,7 @@ def run_agent(
         AgentError: the service refused a request for good (bad token, unknown target, ...).
     """
     name = name or socket.gethostname()
-    target, agent_id = client.register(name, target_name)
+    target, agent_id = register(client, name, target_name)
     done, idle_since = 0, time.monotonic()
     while max_tasks is None or done < max_tasks:
         try:
@@ -197,7 +202,7 @@ def run_agent(
                 log.info("task %d: %s", task["id"], result.get("measurement", {}).get("median_ms", result.get("error")))
         except UnknownAgentError as error:
             log.warning("%s; registering again", error)
-            target, agent_id = client.register(name, target_name)
+            target, agent_id = register(client, name, target_name)
         idle_since = time.monotonic()
     return done
 
