@@ -233,6 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the agent from parsed arguments; returns the exit code (1 with one line on a service error)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll would flood a device's journal
     client = AgentClient(args.server, args.token)
     try:
         done = run_agent(client, args.target, name=args.name, poll_s=args.poll, lease_s=args.lease,

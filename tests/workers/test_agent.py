@@ -298,6 +298,7 @@ def test_the_agent_registers_again_after_the_service_restarts_without_it(tmp_pat
         agent.kill()
         ctx.db.dispose()
     assert "registering again" in out and task_status(ctx, second) == "DONE"
+    assert "HTTP Request" not in out, "httpx's line per request stays out of the device's log"
     with ctx.db.reader() as s:
         agents = s.execute(select(Agent.name, Agent.environment)).all()
         assert s.scalar(select(func.count()).select_from(LatencyMeasurement)) == 2
