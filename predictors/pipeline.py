@@ -2,8 +2,8 @@
 
 The stages, in order (each reports progress and can be stopped through the reporter):
 
-1. latency models: a target without a lookup table that can be measured here gets its table
-   built now;
+1. latency models: each target's model (a lookup table or a learned predictor); a target without
+   one gets its table built now on its device;
 2. a constraint on MACs, parameters or a table latency that no subnet of the space can meet
    (its exact range, `nas.search.feasibility`) ends the call here, with an empty front and the
    reason;
@@ -15,11 +15,12 @@ The stages, in order (each reports progress and can be stopped through the repor
 5. delivery: a BN-recalibrated bundle (ONNX + safetensors + arch.json) of every front member, up
    to `export_limit`, validated on that very file. Only what was measured is shown: a member's
    validated accuracy is the top-1 of its exported bundle on the test split (ONNX Runtime, the
-   bundle's own preprocessing, `nas.bundle_eval.score_bundle`); its latency on a target
-   measurable here is measured end to end on the bundle's ONNX file, else it is the table's
-   value. The measurements on a target are bracketed by two of a reference subnet (the first
-   member); when those disagree beyond the measure settings' ``cv_threshold`` the front is
-   measured again, and the result's ``drift`` says so per target.
+   bundle's own preprocessing, `nas.bundle_eval.score_bundle`); its latency on a target with a
+   device (`predictors.latency.devices`: this machine, or a remote target's agents) is measured end
+   to end on the bundle's ONNX file there, else it is the model's value. The measurements on a
+   target are bracketed by two of a reference subnet (the first member); when those disagree
+   beyond the measure settings' ``cv_threshold`` the front is measured again, and the result's
+   ``drift`` says so per target.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from predictors.accuracy_data import EvaluationCache
-from predictors.latency import LookupTable, Target
+from predictors.latency import LearnedLatencyPredictor, LookupTable, Target
+from predictors.latency.devices import LatencyDevice, as_device
 from predictors.search_spec import SearchSpec, latency_objective
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ PREDICTOR_SPLIT = "val"
 # Kendall tau 0.30 and predicted up to 0.99 for front members that scored 0.96 (trees do not extrapolate
 # past the best measured subnet); gbm: tau 0.48, front error 0.005 instead of 0.007-0.011 (NOTES.md)
 PREDICTOR_KIND = "gbm"
+LatencyModel = LookupTable | LearnedLatencyPredictor
+"""A target's latency model: a per-layer table (measured or imported) or a learned end-to-end predictor."""
 
 
 class Reporter(Protocol):
@@ -120,7 +124,7 @@ class ValidatedFront:
         hypervolume: of the whole front, against `hypervolume_reference` (0 without members).
         hypervolume_reference: per objective, the front's worst value.
         predictor: how the accuracy predictor was fitted (None without an accuracy objective).
-        drift: per target measured here, the reference subnet's drift (``reference`` is its arch key).
+        drift: per target with a device, the reference subnet's drift (``reference`` is its arch key).
         measured: the accuracies this call measured (None when it measured none).
         built_tables: the latency tables built by this call, by target.
     """
@@ -142,8 +146,8 @@ def run_search(
     *,
     out_dir: Path,
     evaluations: EvaluationCache | None = None,
-    latency: Mapping[str, LookupTable] | None = None,
-    measurable: Mapping[str, Target] | None = None,
+    latency: Mapping[str, LatencyModel] | None = None,
+    measurable: Mapping[str, LatencyDevice | Target] | None = None,
     report: Reporter | None = None,
 ) -> ValidatedFront:
     """Search a trained supernet, then export and validate its front (see the module docstring).
@@ -154,10 +158,10 @@ def run_search(
         out_dir: where the bundles and this call's accuracy measurements (``accuracy_val.json``,
             read again by a repeated call, so that it resumes) are written.
         evaluations: accuracies measured earlier on this supernet's validation split (not changed).
-        latency: a lookup table per target; a target without one is measured now (it must be in
-            `measurable`).
-        measurable: the targets measurable on this machine: their tables can be built, and the
-            front's latencies on them are measured end to end.
+        latency: a latency model per target; a target without one gets a table measured now (it
+            must be in `measurable`).
+        measurable: the targets' devices (a `Target` is measured on this machine): their tables
+            can be built, and the front's latencies on them are measured end to end.
         report: progress and log lines (default: none).
 
     Raises:
@@ -167,14 +171,14 @@ def run_search(
     from nas.search import CostObjective
 
     report = report or Silent()
-    measurable = dict(measurable or {})
+    devices = {name: as_device(target) for name, target in (measurable or {}).items()}
     space = supernet.space
     front = ValidatedFront()
     objectives: dict[str, Any] = {"macs": CostObjective(space, "macs"), "params": CostObjective(space, "params")}
     tables = dict(latency or {})
     for name in spec.targets:
         if name not in tables:
-            tables[name] = front.built_tables[name] = _build_table(supernet, spec, name, measurable, report)
+            tables[name] = front.built_tables[name] = _build_table(supernet, spec, name, devices, report)
         objectives[latency_objective(name)] = tables[name]
     infeasible = _proven_infeasible(spec, space, objectives)
     if infeasible is not None:  # before the predictor, which costs minutes of real evaluations
@@ -186,7 +190,7 @@ def run_search(
             supernet, spec, evaluations, out_dir, report
         )
     result = _search(spec, space, objectives, report)
-    front.members, front.drift = _export_and_validate(supernet, spec, result, tables, measurable, out_dir, report)
+    front.members, front.drift = _export_and_validate(supernet, spec, result, tables, devices, out_dir, report)
     front.n_evaluations, front.reason = result.n_evaluations, result.reason
     front.hypervolume_reference = {
         n: float(result.values[:, i].min() if d == "max" else result.values[:, i].max())
@@ -197,17 +201,16 @@ def run_search(
 
 
 def _build_table(
-    supernet: OFAMobileNetV3, spec: SearchSpec, name: str, measurable: Mapping[str, Target], report: Reporter
+    supernet: OFAMobileNetV3, spec: SearchSpec, name: str, devices: Mapping[str, LatencyDevice], report: Reporter
 ) -> LookupTable:
-    if name not in measurable:
+    if name not in devices:
         raise ValueError(f"target {name!r} has no latency table and cannot be measured here")
     report.log(f"target {name!r} has no table for {supernet.space.name}: measuring one")
 
-    def progress(done: int, total: int, _key: str) -> None:
-        if done % 25 == 0 or done == total:
-            report.progress(stage="latency_table", target=name, done=done, total=total)
+    def progress(done: int, total: int, _key: str) -> None:  # once per batch of `TABLE_CHUNK` layers
+        report.progress(stage="latency_table", target=name, done=done, total=total)
 
-    return LookupTable.build(supernet.space, measurable[name], progress=progress, settings=spec.measure_settings)
+    return LookupTable.build(supernet.space, devices[name], progress=progress, settings=spec.measure_settings)
 
 
 def _proven_infeasible(spec: SearchSpec, space: Any, objectives: dict[str, Any]) -> str | None:
@@ -279,12 +282,12 @@ def _search(spec: SearchSpec, space: Any, objectives: dict[str, Any], report: Re
 
 
 def _export_and_validate(
-    supernet: OFAMobileNetV3, spec: SearchSpec, result: SearchResult, tables: Mapping[str, LookupTable],
-    measurable: Mapping[str, Target], out_dir: Path, report: Reporter,
+    supernet: OFAMobileNetV3, spec: SearchSpec, result: SearchResult, tables: Mapping[str, LatencyModel],
+    devices: Mapping[str, LatencyDevice], out_dir: Path, report: Reporter,
 ) -> tuple[list[FrontMember], dict[str, dict[str, Any]]]:  # fmt: skip
-    """The front's members, exported and validated, and per measurable target the drift of its measurements.
+    """The front's members, exported and validated, and per target with a device the drift of its measurements.
 
-    Every member's bundle is exported and scored first; then, per measurable target, the members'
+    Every member's bundle is exported and scored first; then, per target with a device, the members'
     ONNX files are measured as one batch between two measurements of the first member (the
     reference), and measured again when the reference drifted (`predictors.latency.drift`).
     """
@@ -292,7 +295,7 @@ def _export_and_validate(
     from nas.export import export_bundle
     from nas.train import BNCalibration
     from nas.train.evaluate import data_for
-    from predictors.latency import measure_batch
+    from predictors.latency.drift import measure_batch
 
     space = supernet.space
     chosen = result.pareto
@@ -312,12 +315,12 @@ def _export_and_validate(
             validated["accuracy"] = score_bundle(path, test.images, test.labels).top1
             sources["accuracy"] = "bundle_onnx_test"
         for name, table in tables.items():
-            if name not in measurable:
+            if name not in devices:
                 validated[latency_objective(name)] = float(table.predict([arch])[0])
-                sources[latency_objective(name)] = "table"
+                sources[latency_objective(name)] = "learned" if isinstance(table, LearnedLatencyPredictor) else "table"
         members.append(FrontMember(arch, space.key(arch), predicted, validated, sources, path))
     drift: dict[str, dict[str, Any]] = {}
-    targets = [name for name in tables if name in measurable] if members else []
+    targets = [name for name in tables if name in devices] if members else []
     settings = spec.measure_settings
     onnx = [_onnx_file(member.bundle) for member in members] if targets else []
     for name in targets:
@@ -325,7 +328,7 @@ def _export_and_validate(
         def progress(done: int, total: int, name: str = name) -> None:
             report.progress(stage="measure", target=name, done=done, total=total)
 
-        measured, check = measure_batch(onnx, measurable[name], settings, progress)
+        measured, check = measure_batch(onnx, devices[name], settings, progress, label=f"validate/{name}")
         for member, measurement in zip(members, measured, strict=True):
             member.validated[latency_objective(name)] = measurement.median_ms
             member.sources[latency_objective(name)] = "measured"

@@ -10,8 +10,10 @@ works inside the caller's write transaction.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from predictors.latency.measure import Measurement, MeasureSettings
@@ -35,6 +37,7 @@ def add_task(
     arch: dict[str, Any] | None = None,
     arch_key: str | None = None,
     job_id: int | None = None,
+    key: str | None = None,
 ) -> AgentTask:
     """Queue the measurement of the ONNX artefact `artifact_id` on a target.
 
@@ -48,12 +51,33 @@ def add_task(
         arch: the subnet's architecture (canonical).
         arch_key: the subnet's key in the space.
         job_id: the job that asked, if any.
+        key: the task's name within its job (`job_tasks` finds it again when the job is run again).
     """
     payload = {"settings": settings.to_dict(), "space": space, "arch": arch, "arch_key": arch_key, "user_id": user_id}
+    if key is not None:
+        payload["key"] = key
     task = AgentTask(target_id=target_id, job_id=job_id, payload=payload, artifact_id=artifact_id, status=QUEUED)
     session.add(task)
     session.flush()
     return task
+
+
+def job_tasks(session: Session, job_id: int, keys: Sequence[str]) -> dict[str, AgentTask]:
+    """The tasks that job `job_id` queued under `keys` (see `add_task`), by key."""
+    key = AgentTask.payload["key"].as_string()
+    rows = session.scalars(select(AgentTask).where(AgentTask.job_id == job_id, key.in_(list(keys))))
+    return {row.payload["key"]: row for row in rows}
+
+
+def fail_waiting(session: Session, job_id: int, reason: str, now: dt.datetime) -> int:
+    """Mark the job's tasks that no agent has finished FAILED with `reason` (the job gave up on them); how many."""
+    rows = session.scalars(
+        select(AgentTask).where(AgentTask.job_id == job_id, AgentTask.status.in_([QUEUED, CLAIMED]))
+    ).all()
+    for row in rows:
+        row.status, row.result, row.finished_at, row.lease_expires_at = FAILED, {"error": reason}, now, None
+    session.flush()
+    return len(rows)
 
 
 def claim_task(session: Session, target_id: int, agent_id: int, now: dt.datetime, lease_s: float) -> AgentTask | None:

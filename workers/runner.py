@@ -214,7 +214,8 @@ class Runner:
         try:
             inputs = retrying(lambda: self._inputs(kind, lease, params))
             run_dir.mkdir(parents=True, exist_ok=True)
-            ctx = WorkContext(lease.job_id, lease.attempt, run_dir, self.store, lease.user_id)
+            db_url = self.queue.db.url.render_as_string(hide_password=False)
+            ctx = WorkContext(lease.job_id, lease.attempt, run_dir, self.store, lease.user_id, db_url)
             result = self.executor.execute(kind, params, inputs, ctx, events, stop)
         except WorkCancelledError:
             if heartbeat.lost or events.lost:

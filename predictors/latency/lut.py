@@ -29,10 +29,12 @@ from predictors.jsonfile import write_json
 from predictors.latency.keys import arch_layers, block_layer, fixed_layers, table_layers
 from predictors.latency.measure import Measurement, MeasureSettings, validate_latency
 from predictors.latency.spaces import space_from_dict, space_to_dict
-from predictors.latency.targets import Target, get_target
+from predictors.latency.targets import Target
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from predictors.latency.devices import LatencyDevice
 
 FloatArray = npt.NDArray[np.float64]
 TABLE_FORMAT = 1
@@ -41,6 +43,8 @@ OFA_TABLE_SPACE = "ofa_mbv3_d234_e346_k357_w1.2"
 _YAML_NAME = re.compile(r"(\d+)_lookup_table\.ya?ml")
 
 ProgressFn = Callable[[int, int, str], None]
+TABLE_CHUNK = 32
+"""Layers measured per device batch while a table is built (their ONNX files are held in memory)."""
 """Called after each measured layer with (done, total, key)."""
 
 
@@ -98,40 +102,53 @@ class LookupTable:
     def build(
         cls,
         space: SearchSpace,
-        target: Target | str,
+        target: LatencyDevice | Target | str,
         resolutions: Sequence[int] | None = None,
         progress: ProgressFn | None = None,
         settings: MeasureSettings | None = None,
+        *,
+        label: str = "table",
     ) -> LookupTable:
         """Measure every distinct layer reachable in `space` at the resolutions, each in isolation.
 
-        Each layer is built from the supernet's own ops, exported to ONNX and measured with
-        `measure_onnx` on this machine; a layer shared by several resolutions is measured once.
+        Each layer is built from the supernet's own ops, exported to ONNX and measured on the
+        device, `TABLE_CHUNK` layers per batch; a layer shared by several resolutions is measured once.
 
         Args:
             space: the space (its kernel sizes and expand ratios decide which blocks are measured).
-            target: a target measurable here (an ONNX Runtime target).
+            target: the device to measure on (a target, or its registered name, is measured here).
             resolutions: subset of the space's resolutions (default: all).
-            progress: called after each layer with (done, total, key).
+            progress: called as layers are measured with (done, total, key of the last batch's layer).
             settings: measurement settings.
+            label: names the batches on the device (``<label>/<first layer's index>``).
 
         Raises:
             ValueError: a resolution outside the space.
+            DeviceMeasurementError: the device could not run some layers (the message names them).
         """
-        from predictors.latency.measure import measure_onnx
+        from predictors.latency.devices import DeviceMeasurementError, as_device, model_name
         from predictors.latency.models import layer_onnx
 
-        target = get_target(target) if isinstance(target, str) else target
+        device = as_device(target)
+        settings = settings or MeasureSettings()
         res = list(space.resolutions) if resolutions is None else sorted({int(r) for r in resolutions})
         bad = [r for r in res if r not in space.resolutions]
         if bad:
             raise ValueError(f"resolutions {bad} are not in space {space.name}; allowed: {list(space.resolutions)}")
         layers = table_layers(space.backbone, res, space.kernel_sizes, space.expand_ratios)
+        order = list(layers)
         measured: dict[str, Measurement] = {}
-        for done, (key, layer) in enumerate(layers.items(), start=1):
-            measured[key] = measure_onnx(layer_onnx(layer), target, settings)
+        for start in range(0, len(order), TABLE_CHUNK):
+            chunk = order[start : start + TABLE_CHUNK]
+            try:
+                values = device.measure([layer_onnx(layers[k]) for k in chunk], settings, label=f"{label}/{start}")
+            except DeviceMeasurementError as error:  # name the layers, not their places in the batch
+                failures = {f"layer {key}": error.failures[model_name(i)] for i, key in enumerate(chunk)
+                            if model_name(i) in error.failures}  # fmt: skip
+                raise DeviceMeasurementError(device.target.name, failures) from None
+            measured.update(zip(chunk, values, strict=True))
             if progress is not None:
-                progress(done, len(layers), key)
+                progress(len(measured), len(order), chunk[-1])
         entries: dict[int, dict[str, float]] = {}
         stats: dict[int, dict[str, dict[str, Any]]] = {}
         for r in res:
@@ -139,7 +156,7 @@ class LookupTable:
             entries[r] = {k: measured[k].median_ms for k in keys}
             stats[r] = {k: _entry_stats(measured[k]) for k in keys}
         env = next(iter(measured.values())).environment if measured else {}
-        return cls(space, entries, target=target.name, stats=stats, environment=env)
+        return cls(space, entries, target=device.target.name, stats=stats, environment=env)
 
     # ------------------------------------------------------------------ prediction
 

@@ -6,26 +6,19 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.app import create_app
-from api.auth import create_token, create_user
-from api.context import ServiceContext
 from nas.export import load_bundle
 from nas.spaces import get_space
 from predictors.latency import LookupTable, Target, list_targets, register_target
-from store.artifacts import LocalArtifactStore, read_artifact
-from store.db import Database, upgrade
+from store.artifacts import read_artifact
 from store.models import Artifact, JobEvent, LatencyMeasurement, LatencyTable, Search, Subnet
 from store.models import Target as TargetRow
-from store.queue import JobQueue
-from store.settings import Settings
+from tests.workers.job_service import Service
 from workers.executors import Executor, InProcessExecutor
 from workers.kinds import JobKind, WorkContext, validate_params
 from workers.kinds.base import EventSink
@@ -36,36 +29,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 TINY = {"dataset": "demo", "epochs": 1, "batch_size": 32, "train_images": 64, "num_random": 1, "bn_recal_images": 64}
 FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "runs": 3, "retries": 0}
-
-
-class Service:
-    """A store, a queue, an in-process runner and a user, in a temporary directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.settings = Settings(home=root)
-        upgrade(self.settings.db_url)
-        self.db = Database(self.settings.db_url)
-        self.queue = JobQueue(self.db)
-        self.store = LocalArtifactStore(self.settings.artifacts_path)
-        self.runner = Runner(self.queue, self.store, self.settings.runs_path, lease_s=60, progress_interval_s=0)
-        self.user_id = create_user(self.db, "tester").id
-        self.headers = {"Authorization": f"Bearer {create_token(self.db, self.user_id)}"}
-        self.supernet_id = 0
-
-    def submit(self, kind: str, params: dict[str, Any]) -> Any:
-        """Queue a job of the user's."""
-        return self.queue.submit(kind, validate_params(kind, params), user_id=self.user_id)[0]
-
-    def run(self, kind: str, params: dict[str, Any]) -> Any:
-        """Queue a job and run it to its end."""
-        job = self.submit(kind, params)
-        done = self.runner.run_once()
-        assert done is not None and done.id == job.id
-        return done
-
-    def api(self) -> TestClient:
-        """The REST API on this store."""
-        return TestClient(create_app(context=ServiceContext(self.settings, self.db, self.store, self.queue)))
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,8 @@ class WorkContext:
             shared across attempts, so on a cluster it must be on a shared filesystem to resume elsewhere.
         store: the artefact store.
         user_id: the job's owner.
+        db_url: the service's database, for work that hands tasks to device agents and waits for
+            them (`workers.agent_device`); None where the work runs without one.
     """
 
     job_id: int
@@ -64,6 +66,7 @@ class WorkContext:
     run_dir: Path
     store: ArtifactStore
     user_id: int | None = None
+    db_url: str | None = None
     emit: EventSink = field(default=_discard, repr=False)
     stop: threading.Event | None = field(default=None, repr=False)
 

@@ -1,21 +1,42 @@
-"""``build_latency_table``: measure a target's per-layer lookup table for a space, and how well it predicts."""
+"""``build_latency_model``: a target's latency models for a space, measured on its device, with their quality.
+
+One job, two ways of reaching the device: a target of the cluster is measured in the job's own
+process, on a Ray node advertising ``target:<name>`` (`predictors.latency.devices.LocalDevice`); a
+remote target's models go to its agents as leased tasks (`workers.agent_device.AgentDevice`),
+shared by every agent registered for it. The job measures the per-layer lookup table (the same
+enumeration and OFA key grammar whichever device), then end-to-end subnets (half spread over MACs,
+the rest where the learned predictor is least sure), fits the learned predictor, and scores both on
+end-to-end measurements they were not fitted on. ``build_latency_table`` is the table alone, scored
+on a few subnets spread over MACs.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nas.space import Arch, as_rng
 from store.artifacts import StoredFile, register_artifact
+from store.engine import Database
 from store.models import LatencyMeasurement, LatencyTable, Target
 from store.queue import Lease
 from store.target_rows import row_spec, target_row
+from workers.agent_device import AgentDevice, AgentsUnreachableError
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
 
+if TYPE_CHECKING:
+    from predictors.latency import LearnedLatencyPredictor, LookupTable
+    from predictors.latency.devices import LatencyDevice
+
 TABLE_KEY = "jobs/{job_id}/latency_table.json"
+LEARNED_KEY = "jobs/{job_id}/latency_predictor.json"
+CV_FOLDS = 5
 
 
 def target_spec(row: Target) -> dict[str, Any]:
@@ -35,19 +56,27 @@ def find_target(session: Session, lease: Lease, name: str) -> Target:
     return row
 
 
-class LatencyTableParams(BaseModel):
-    """Parameters of a ``build_latency_table`` job."""
+class LatencyModelRequest(BaseModel):
+    """What to measure for a target's latency models (the body of ``POST /v1/targets/{name}/models``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    target: str = Field(min_length=1, max_length=120, description="the target to measure on, e.g. cpu-ort")
     space: str = Field(description="a registered space preset (see `hwnas spaces`)")
     resolutions: list[int] | None = Field(None, description="a subset of the space's resolutions (default: all)")
     settings: dict[str, Any] = Field(
         default_factory=dict, description="predictors.latency.MeasureSettings fields (warm-up, runs, noise threshold)"
     )
-    samples: int = Field(20, ge=0, le=2_000, description="random subnets measured end to end to score the table")
+    table: bool = Field(True, description="measure the per-layer lookup table")
+    learned: bool = Field(True, description="fit the learned predictor on the end-to-end samples (needs 10)")
+    samples: int = Field(
+        100, ge=0, le=2_000,
+        description="subnets measured end to end: half spread over MACs, the rest chosen by the learned predictor",
+    )  # fmt: skip
     seed: int = Field(0, ge=0)
+    wait_s: float = Field(
+        3600.0, gt=0, le=7 * 86_400,
+        description="a remote target's job fails when none of its agents takes or finishes a task for this long",
+    )  # fmt: skip
 
     @field_validator("space")
     @classmethod
@@ -65,11 +94,38 @@ class LatencyTableParams(BaseModel):
 
         return MeasureSettings.from_dict(settings).to_dict()
 
+    @model_validator(mode="after")
+    def _something_to_build(self) -> LatencyModelRequest:
+        from nas.spaces import get_space
 
-class TableInputs(BaseModel):
-    """The target's measurement spec (a `predictors.latency.Target` dict)."""
+        if not (self.table or self.learned):
+            raise ValueError("nothing to build: ask for the table, the learned predictor or both")
+        if self.learned and self.samples < 2 * CV_FOLDS:
+            raise ValueError(f"samples: the learned predictor needs at least {2 * CV_FOLDS}, got {self.samples}")
+        if self.resolutions is not None:
+            get_space(self.space).restrict(resolutions=self.resolutions)  # names a resolution outside the space
+        return self
+
+
+class LatencyModelParams(LatencyModelRequest):
+    """Parameters of a ``build_latency_model`` job."""
+
+    target: str = Field(min_length=1, max_length=120, description="the target to measure on, e.g. cpu-ort")
+
+
+class LatencyTableParams(LatencyModelParams):
+    """Parameters of a ``build_latency_table`` job: the table, scored on `samples` subnets spread over MACs."""
+
+    learned: bool = Field(False, description="also fit the learned predictor on the end-to-end samples")
+    samples: int = Field(20, ge=0, le=2_000, description="subnets spread over MACs measured end to end")
+
+
+class ModelInputs(BaseModel):
+    """The target's measurement spec (a `predictors.latency.Target` dict), its row, and whether agents measure it."""
 
     target: dict[str, Any]
+    target_id: int
+    remote: bool
 
 
 class LatencySample(BaseModel):
@@ -80,99 +136,225 @@ class LatencySample(BaseModel):
     ms: float
 
 
-class TableOutcome(BaseModel):
-    """The result of a ``build_latency_table`` job: the table's file, its quality and the end-to-end samples."""
+class LatencyModelOutcome(BaseModel):
+    """The result of a latency-model job: the stored models, their quality and the end-to-end samples."""
 
-    file: StoredFile
+    file: StoredFile | None = Field(None, description="the lookup table (None when not asked for)")
     quality: dict[str, Any] | None = Field(
-        description="predictors.latency.LatencyMetrics on the samples, and the predicted and measured ms of each"
+        None, description="the table's predictors.latency.LatencyMetrics on the samples, with each predicted/measured"
+    )
+    learned_file: StoredFile | None = Field(None, description="the learned predictor (None when not asked for)")
+    learned_quality: dict[str, Any] | None = Field(
+        None, description=f"the learned predictor's metrics, {CV_FOLDS}-fold cross-validated on the samples"
     )
     samples: list[LatencySample]
-    entries: int
+    entries: int = 0
 
 
-@register_job_kind("build_latency_table")
-class BuildLatencyTableJob(TypedJobKind[LatencyTableParams, TableInputs, TableOutcome]):
-    """Measures every layer of the space on the target (on a Ray node advertising ``target:<name>``).
+def _quality(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, Any]:
+    """Metrics and the pairs themselves (for a predicted-vs-measured plot)."""
+    from predictors.latency import latency_metrics
 
-    Then measures `samples` random subnets end to end, stores them as measurements, and records
-    the table's quality on them (MAPE, share within ±10%, Kendall τ). Remote targets are measured
-    by their device agent instead (``hwnas agent``); a job for one fails with ``remote_target``.
+    pairs = {"predicted": [float(p) for p in predicted], "measured": [float(m) for m in measured]}
+    return {**asdict(latency_metrics(predicted, measured)), **pairs}
+
+
+@register_job_kind("build_latency_model")
+class BuildLatencyModelJob(TypedJobKind[LatencyModelParams, ModelInputs, LatencyModelOutcome]):
+    """Measures a target's lookup table and end-to-end samples on its device; fits and scores the learned predictor.
+
+    A remote target's job waits for its agents (``hwnas agent``); its tasks are kept across
+    reruns of the job, so a job whose worker died measures nothing twice.
     """
 
-    Params = LatencyTableParams
-    Inputs = TableInputs
-    Result = TableOutcome
+    Params = LatencyModelParams
+    Inputs = ModelInputs
+    Result = LatencyModelOutcome
 
-    def ray_resources(self, params: LatencyTableParams) -> dict[str, float]:
-        """One unit of the target's resource, so measurements on a node run one at a time."""
-        return {f"target:{params.target}": 1.0}
+    def ray_resources(self, params: LatencyModelParams) -> dict[str, float]:
+        """One unit of a cluster target's resource, so measurements on a node run one at a time."""
+        from predictors.latency import list_targets
 
-    def resolve(self, session: Session, lease: Lease, params: LatencyTableParams) -> TableInputs:
-        """The target's measurement spec."""
+        return {f"target:{params.target}": 1.0} if params.target in list_targets() else {}
+
+    def resolve(self, session: Session, lease: Lease, params: LatencyModelParams) -> ModelInputs:
+        """The target's measurement spec and row."""
         row = find_target(session, lease, params.target)
         spec = target_spec(row)
-        if spec.get("remote"):
-            raise JobError("remote_target", f"target {params.target!r} is remote: its agent measures it (hwnas agent)")
-        return TableInputs(target=spec)
+        return ModelInputs(target=spec, target_id=row.id, remote=bool(spec.get("remote")))
 
-    def work(self, params: LatencyTableParams, inputs: TableInputs, ctx: WorkContext) -> TableOutcome:
-        """Build the table and score it on end-to-end measurements."""
+    def work(self, params: LatencyModelParams, inputs: ModelInputs, ctx: WorkContext) -> LatencyModelOutcome:
+        """Measure on the target's device, fit, score, store."""
+        from predictors.latency.devices import DeviceMeasurementError
+
+        device, close = target_device(inputs.target, inputs.target_id, inputs.remote, ctx, params.wait_s)
+        try:
+            return self._build(params, device, ctx)
+        except DeviceMeasurementError as error:
+            raise JobError("measurement_failed", str(error)) from None
+        except AgentsUnreachableError as error:
+            raise JobError("no_agent", str(error)) from None
+        finally:
+            close()
+
+    def _build(self, params: LatencyModelParams, device: LatencyDevice, ctx: WorkContext) -> LatencyModelOutcome:
         from nas.spaces import get_space
-        from predictors.latency import LookupTable, MeasureSettings, Target, measure_onnx
-        from predictors.latency.learned import latency_metrics
+        from predictors.accuracy_data import sample_spread_over_macs
+        from predictors.latency import LearnedLatencyPredictor, LookupTable, MeasureSettings
         from predictors.latency.models import subnet_onnx
 
-        target = Target.from_dict(inputs.target)
-        ok, why = target.availability()
-        if not ok:
-            raise JobError("target_unavailable", f"target {target.name!r} cannot be measured here: {why}")
         space = get_space(params.space)
+        drawn = space.restrict(resolutions=params.resolutions) if params.resolutions else space
         settings = MeasureSettings.from_dict(params.settings)
         step = 0
 
-        def progress(done: int, total: int, key: str) -> None:
+        def table_progress(done: int, total: int, key: str) -> None:
             nonlocal step
             if done * 20 // total > step or done == total:  # ~20 events per table
                 step = done * 20 // total
                 ctx.progress(stage="table", done=done, total=total, layer=key)
 
-        table = LookupTable.build(space, target, params.resolutions, progress=progress, settings=settings)
-        archs = space.sample(params.seed, params.samples) if params.samples else []
-        archs = [a for a in archs if a["r"] in table.resolutions]
-        measured = []
-        for i, arch in enumerate(archs):
-            ctx.progress(stage="end_to_end", done=i, total=len(archs))
-            measured.append(measure_onnx(subnet_onnx(space, arch), target, settings).median_ms)
-        predicted = [float(ms) for ms in table.predict(archs)] if archs else []
-        quality = None
-        if len(archs) > 1:  # the pairs too, for a predicted-vs-measured plot
-            quality = {**asdict(latency_metrics(predicted, measured)), "predicted": predicted, "measured": measured}
-        stored = ctx.store.put(TABLE_KEY.format(job_id=ctx.job_id), json.dumps(table.to_dict()).encode())
-        samples = [LatencySample(arch=a, arch_key=space.key(a), ms=ms) for a, ms in zip(archs, measured, strict=True)]
-        entries = sum(len(e) for e in table.entries.values())
-        return TableOutcome(file=stored, quality=quality, samples=samples, entries=entries)
+        table = None
+        if params.table:
+            table = LookupTable.build(space, device, params.resolutions, table_progress, settings, label="table")
+        archs: list[Arch] = []
+        ms: list[float] = []
+
+        def measure(batch: list[Arch], label: str) -> None:
+            def progress(done: int, _total: int) -> None:
+                ctx.progress(stage="end_to_end", done=len(archs) + done, total=params.samples)
+
+            models = [subnet_onnx(space, arch) for arch in batch]
+            ms.extend(m.median_ms for m in device.measure(models, settings, label=label, progress=progress))
+            archs.extend(batch)
+
+        rng = as_rng(params.seed)
+        spread = params.samples // 2 if params.learned else params.samples
+        if spread:
+            measure(sample_spread_over_macs(drawn, spread, rng), "spread")
+        for round_ in range(4):  # the rest in four rounds, each where the predictor fitted so far is least sure
+            remaining = params.samples - len(archs)
+            if not params.learned or remaining <= 0:
+                break
+            candidates = drawn.sample(rng, 2_000)
+            known = {space.key(a) for a in archs}
+            fresh = [a for a in candidates if space.key(a) not in known]
+            fitted = LearnedLatencyPredictor(space, table, seed=params.seed).fit(archs, ms)
+            picked = fitted.suggest(fresh, remaining if round_ == 3 else max(1, -(-remaining // (4 - round_))))
+            measure([fresh[i] for i in picked], f"active/{round_}")
+        outcome = LatencyModelOutcome(samples=[LatencySample(arch=a, arch_key=space.key(a), ms=m)
+                                               for a, m in zip(archs, ms, strict=True)])  # fmt: skip
+        if table is not None:
+            outcome.entries = sum(len(e) for e in table.entries.values())
+            outcome.file = ctx.store.put(TABLE_KEY.format(job_id=ctx.job_id), json.dumps(table.to_dict()).encode())
+            if len(archs) > 1:
+                outcome.quality = _quality(table.predict(archs).tolist(), ms)
+        if params.learned:
+            ctx.progress(stage="fit", samples=len(archs))
+            predicted = cross_validated(lambda a, m: LearnedLatencyPredictor(space, table, seed=params.seed).fit(a, m),
+                                        archs, ms, params.seed)  # fmt: skip
+            outcome.learned_quality = _quality(predicted, ms)
+            learned = LearnedLatencyPredictor(space, table, seed=params.seed).fit(archs, ms)
+            key = LEARNED_KEY.format(job_id=ctx.job_id)
+            outcome.learned_file = ctx.store.put(key, json.dumps(learned.to_dict()).encode())
+        return outcome
 
     def record(
-        self, session: Session, lease: Lease, params: LatencyTableParams, result: TableOutcome
+        self, session: Session, lease: Lease, params: LatencyModelParams, result: LatencyModelOutcome
     ) -> dict[str, Any]:
-        """Register the table (kind ``lut``) and the end-to-end measurements."""
+        """Register the models (kinds ``lut`` and ``learned``) and the end-to-end measurements."""
         target = find_target(session, lease, params.target)
-        artifact = register_artifact(
-            session, result.file, kind="latency_table", job_id=lease.job_id, user_id=lease.user_id
-        )
-        table = LatencyTable(target_id=target.id, space=params.space, kind="lut", artifact_id=artifact.id,
-                             quality=result.quality, job_id=lease.job_id)  # fmt: skip
-        session.add(table)
-        for sample in result.samples:
-            row = LatencyMeasurement(
-                target_id=target.id,
-                space=params.space,
-                arch_key=sample.arch_key,
-                arch=sample.arch,
-                latency_ms=sample.ms,
-                source=f"job {lease.job_id}",
-            )
+        ids: dict[str, Any] = {}
+        for kind, file, quality in (("lut", result.file, result.quality),
+                                    ("learned", result.learned_file, result.learned_quality)):  # fmt: skip
+            if file is None:
+                continue
+            artifact = register_artifact(session, file, kind="latency_table" if kind == "lut" else "latency_predictor",
+                                         job_id=lease.job_id, user_id=lease.user_id)  # fmt: skip
+            row = LatencyTable(target_id=target.id, space=params.space, kind=kind, artifact_id=artifact.id,
+                               quality=quality, job_id=lease.job_id)  # fmt: skip
             session.add(row)
+            session.flush()
+            ids["latency_table_id" if kind == "lut" else "latency_predictor_id"] = row.id
+        for sample in result.samples:
+            measured = LatencyMeasurement(target_id=target.id, space=params.space, arch_key=sample.arch_key,
+                                     arch=sample.arch, latency_ms=sample.ms, source=f"job {lease.job_id}")  # fmt: skip
+            session.add(measured)
         session.flush()
-        return {"latency_table_id": table.id}
+        return ids
+
+
+@register_job_kind("build_latency_table")
+class BuildLatencyTableJob(BuildLatencyModelJob):
+    """`BuildLatencyModelJob` with the table alone by default, scored on 20 subnets spread over MACs."""
+
+    Params = LatencyTableParams
+
+
+MODEL_PRIORITY = ("learned", "lut", "imported")
+"""Latency model kinds in order of trust (DESIGN.md): fitted on end-to-end samples, measured per layer, imported."""
+
+
+def best_latency_model(session: Session, target_id: int, space: str) -> LatencyTable | None:
+    """The target's most trusted latency model for the space (`MODEL_PRIORITY`, then the newest), if any."""
+    rows = session.scalars(
+        select(LatencyTable)
+        .where(LatencyTable.target_id == target_id, LatencyTable.space == space)
+        .where(LatencyTable.artifact_id.is_not(None), LatencyTable.kind.in_(MODEL_PRIORITY))
+        .order_by(LatencyTable.id.desc())
+    ).all()
+    return min(rows, key=lambda row: MODEL_PRIORITY.index(row.kind), default=None)
+
+
+def load_latency_model(kind: str, data: bytes) -> LookupTable | LearnedLatencyPredictor:
+    """A stored latency model of `kind` (see `MODEL_PRIORITY`) from its file."""
+    from predictors.latency import LearnedLatencyPredictor, LookupTable
+
+    doc = json.loads(data)
+    return LearnedLatencyPredictor.from_dict(doc) if kind == "learned" else LookupTable.from_dict(doc)
+
+
+def cross_validated(
+    fit: Callable[[list[Arch], list[float]], Any], archs: list[Arch], ms: list[float], seed: int
+) -> list[float]:
+    """Each sample's prediction by a model fitted on the other folds (`CV_FOLDS` folds, shuffled by `seed`)."""
+    order = as_rng(seed).permutation(len(archs))
+    predicted = [0.0] * len(archs)
+    for fold in range(CV_FOLDS):
+        held = set(order[fold::CV_FOLDS].tolist())
+        model = fit([a for i, a in enumerate(archs) if i not in held], [m for i, m in enumerate(ms) if i not in held])
+        for i, value in zip(sorted(held), model.predict([archs[i] for i in sorted(held)]), strict=True):
+            predicted[i] = float(value)
+    return predicted
+
+
+def target_device(
+    spec: dict[str, Any], target_id: int, remote: bool, ctx: WorkContext, wait_s: float = 3600.0
+) -> tuple[LatencyDevice, Callable[[], None]]:
+    """The device that measures a target for a job, and what closes it: the target's agents, or this process.
+
+    Args:
+        spec: the target's `predictors.latency.Target` dict.
+        target_id: its row.
+        remote: measured by agents.
+        ctx: the job's context (its database, store, cancellation and log).
+        wait_s: how long a remote batch may wait without any agent taking or finishing a task.
+
+    Raises:
+        JobError: ``target_unavailable`` for a cluster target this process cannot measure.
+    """
+    from predictors.latency import Target
+    from predictors.latency.devices import LocalDevice
+
+    target = Target.from_dict(spec)
+    if not remote:
+        ok, why = target.availability()
+        if not ok:
+            raise JobError("target_unavailable", f"target {target.name!r} cannot be measured here: {why}")
+        return LocalDevice(target), lambda: None
+    if ctx.db_url is None:
+        raise JobError("no_database", f"target {target.name!r} is measured by agents, which this worker cannot reach")
+    db = Database(ctx.db_url)
+    device = AgentDevice(db, ctx.store, target, target_id, job_id=ctx.job_id, user_id=ctx.user_id,
+                         wait_s=wait_s, check=ctx.check_cancelled, log=ctx.log)  # fmt: skip
+    return device, db.dispose

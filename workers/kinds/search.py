@@ -1,8 +1,10 @@
 """``search``: `predictors.pipeline.run_search` on a stored supernet, its evaluation cache and latency tables.
 
-The job reads its inputs from SQL (the checkpoint, the newest lookup table of each target for the
-space, the supernet's evaluation cache), makes one `run_search` call, and stores what it made:
-the front's bundles, the tables it built, and the accuracies it measured.
+The job reads its inputs from SQL (the checkpoint, the best latency model of each target for the
+space: learned, else a measured table, else an imported one, the newest of its kind; the supernet's
+evaluation cache), makes one `run_search` call, and stores what it made: the front's bundles, the
+tables it built, and the accuracies it measured. The front is validated on each target's device:
+in the job's process for a cluster target, by its agents for a remote one.
 
 The supernet's evaluation cache is a set of artefacts under ``supernets/<id>/evaluations/``: each
 search stores the measurements it added as one file and the next search reads the union of them.
@@ -25,9 +27,10 @@ from predictors.search_spec import SearchSpec
 from store.artifacts import StoredFile, register_artifact
 from store.models import Artifact, LatencyTable, Search, Subnet
 from store.queue import Lease
+from workers.agent_device import AgentsUnreachableError
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
 from workers.kinds.datasets import FileRef
-from workers.kinds.latency import find_target, target_spec
+from workers.kinds.latency import best_latency_model, find_target, load_latency_model, target_device, target_spec
 from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
 EVALUATION_CACHE = "evaluation_cache"
@@ -67,10 +70,13 @@ def search_row(session: Session, job_id: int, user_id: int | None, params: Searc
 
 
 class TargetInputs(BaseModel):
-    """A target's measurement spec and its newest lookup table for the space (None: build one here)."""
+    """A target's measurement spec, row, and best latency model for the space (None: build a table here)."""
 
     spec: dict[str, Any]
     table: FileRef | None
+    kind: str | None = Field(None, description="the model's kind: learned, lut or imported")
+    target_id: int
+    remote: bool = False
 
 
 class SearchInputs(CheckpointInputs):
@@ -134,21 +140,19 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
         local = _local_targets(params.targets)
         for name in params.targets:
             target = find_target(session, lease, name)
-            row = session.scalars(
-                select(LatencyTable)
-                .where(LatencyTable.target_id == target.id, LatencyTable.space == params.space)
-                .where(LatencyTable.artifact_id.is_not(None))
-                .order_by(LatencyTable.id.desc())
-            ).first()
+            row = best_latency_model(session, target.id, params.space)
             artifact = session.get(Artifact, row.artifact_id) if row is not None and row.artifact_id else None
             if artifact is None and name not in local:
                 raise JobError(
                     "no_latency_model",
-                    f"target {name!r} has no latency table for space {params.space!r}: upload one "
-                    "(POST /v1/targets/{name}/tables) or let its device agent measure one",
+                    f"target {name!r} has no latency model for space {params.space!r}: let its agents measure one "
+                    f"(POST /v1/targets/{name}/models, or `hwnas target build {name} --space {params.space}`) "
+                    f"or import OFA tables (POST /v1/targets/{name}/tables)",
                 )
-            table = (artifact.key, artifact.sha256) if artifact is not None else None
-            targets[name] = TargetInputs(spec=target_spec(target), table=table)
+            spec = target_spec(target)
+            targets[name] = TargetInputs(spec=spec, table=None if artifact is None else (artifact.key, artifact.sha256),
+                                         kind=None if row is None else row.kind, target_id=target.id,
+                                         remote=bool(spec.get("remote")))  # fmt: skip
         evaluations = session.scalars(
             select(Artifact)
             .where(Artifact.kind == EVALUATION_CACHE)
@@ -164,13 +168,17 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
     def work(self, params: SearchParams, inputs: SearchInputs, ctx: WorkContext) -> SearchOutcome:
         """Load the stored inputs, `run_search`, store the bundles, the new tables and the new measurements."""
         from predictors.accuracy_data import EvaluationCache, supernet_fingerprint
-        from predictors.latency import LookupTable, Target
+        from predictors.latency.devices import DeviceMeasurementError
         from predictors.pipeline import LatencyModelMismatchError, run_search
 
         supernet = load_supernet(inputs, ctx).supernet
-        tables = {name: LookupTable.from_dict(json.loads(ctx.store.get(*info.table)))
-                  for name, info in inputs.targets.items() if info.table is not None}  # fmt: skip
-        measurable = {name: Target.from_dict(inputs.targets[name].spec) for name in _local_targets(params.targets)}
+        models = {name: load_latency_model(info.kind, ctx.store.get(*info.table))
+                  for name, info in inputs.targets.items() if info.table and info.kind}  # fmt: skip
+        devices, closers = {}, []
+        for name, info in inputs.targets.items():
+            if info.remote or name in _local_targets(params.targets):
+                devices[name], close = target_device(info.spec, info.target_id, info.remote, ctx)
+                closers.append(close)
         folder = ctx.store.fetch_tree(
             {f"{i}.json": ref for i, ref in enumerate(inputs.evaluations)}, ctx.run_dir / "supernet_evaluations"
         )
@@ -179,10 +187,17 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
         for i in range(len(inputs.evaluations)):
             known.merge(EvaluationCache(folder / f"{i}.json", space, PREDICTOR_SPLIT, fingerprint))
         try:
-            front = run_search(supernet, params, out_dir=ctx.run_dir, evaluations=known, latency=tables,
-                               measurable=measurable, report=ctx)  # fmt: skip
+            front = run_search(supernet, params, out_dir=ctx.run_dir, evaluations=known, latency=models,
+                               measurable=devices, report=ctx)  # fmt: skip
         except LatencyModelMismatchError as error:
             raise JobError("latency_model_mismatch", str(error)) from None
+        except DeviceMeasurementError as error:
+            raise JobError("measurement_failed", str(error)) from None
+        except AgentsUnreachableError as error:
+            raise JobError("no_agent", str(error)) from None
+        finally:
+            for close in closers:
+                close()
         stored_cache = None
         if front.measured is not None:
             key = f"{evaluations_prefix(params.supernet_id)}job-{ctx.job_id}.json"
