@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import typer
 from rich.markup import escape
 
-from cli.commands import datasets, jobs, listing, quickstart, science, service
+from cli.commands import datasets, jobs, listing, quickstart, science, service, targets
 from cli.console import CLIError, adapt_to_output, err_console
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     callback=adapt_to_output,
 )
-for _module in (science, quickstart, service, jobs, listing, datasets):
+for _module in (science, quickstart, service, jobs, listing, datasets, targets):
     _module.register(app)
 
 

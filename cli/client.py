@@ -155,6 +155,17 @@ class Client:
         """
         return self._json("POST", "/v1/searches", json=body, headers=self._key(idempotency_key))
 
+    def build_latency_model(
+        self, target: str, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Queue a target's latency models (``POST /v1/targets/{target}/models``); returns the job."""
+        return self._json("POST", f"/v1/targets/{target}/models", json=body, headers=self._key(idempotency_key))
+
+    def latency_models(self, target: str) -> list[dict[str, Any]]:
+        """The target's latency models with their quality (``GET /v1/targets/{target}/models``)."""
+        models: list[dict[str, Any]] = self._request("GET", f"/v1/targets/{target}/models").json()
+        return models
+
     def upload_dataset(
         self, path: str | os.PathLike[str], *, name: str = "", format: str | None = None
     ) -> dict[str, Any]:

@@ -1,19 +1,24 @@
-"""``/v1/targets``: list and register targets, import OFA tables, see latency models, queue measurements."""
+"""``/v1/targets``: list and register targets, import OFA tables, build and see latency models, queue measurements."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from api.deps import Context, CurrentUser, Page
 from api.errors import ERROR_RESPONSES, invalid
-from api.routes.params import ResourceId
+from api.routes.params import IdempotencyKey, ResourceId
+from api.routes.responses import accepted
 from api.schemas.base import Page as PageOut
+from api.schemas.jobs import JobOut
 from api.schemas.targets import LatencyModelOut, TableImport, TargetCreate, TargetOut, TaskCreate, TaskOut
-from api.services import agents, targets
+from api.services import agents, jobs, targets
 from predictors.latency import MeasureSettings
 from store.models import LatencyTable, Target
+from workers.kinds.latency import LatencyModelRequest
+
+MODEL_JOB_KIND = "build_latency_model"
 
 TaskStatus = Literal["QUEUED", "CLAIMED", "DONE", "FAILED"]
 
@@ -61,6 +66,27 @@ def import_tables(name: str, body: TableImport, ctx: Context, user: CurrentUser)
 def latency_models(name: str, ctx: Context, user: CurrentUser) -> list[LatencyModelOut]:
     """The target's latency models (tables, learned predictors) and their quality on held-out measurements."""
     return [_model_out(name, r) for r in targets.latency_models(ctx, user, name)]
+
+
+@router.post("/{name}/models", status_code=202, responses={202: {"description": "queued; Location: the job"}})
+def build_models(
+    name: str,
+    body: LatencyModelRequest,
+    response: Response,
+    ctx: Context,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Queue a ``build_latency_model`` job: the target's lookup table and learned predictor, measured on its device.
+
+    A remote target's models are measured by its agents (``hwnas agent``; several boards share the
+    work); the job's events show the progress, its result the models' quality.
+    """
+    targets.user_target(ctx, user, name)
+    params = body.model_dump(mode="json") | {"target": name}
+    job, created = jobs.submit(ctx, user, MODEL_JOB_KIND, params, idempotency_key)
+    accepted(response, f"/v1/jobs/{job.id}", created)
+    return JobOut.of(job)
 
 
 @router.post("/{name}/tasks", status_code=201)
