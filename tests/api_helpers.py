@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
+
+from api.app import create_app
 from api.auth import create_token, create_user
 from api.context import ServiceContext
 from store.artifacts import LocalArtifactStore
@@ -79,3 +86,19 @@ def tiny_onnx() -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+@contextmanager
+def serving(ctx: ServiceContext, port: int) -> Iterator[str]:
+    """The app on `ctx` at 127.0.0.1:`port` in a thread for the duration of the block; its URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), f"the server did not start on port {port}"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

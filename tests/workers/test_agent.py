@@ -8,16 +8,13 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 
@@ -27,7 +24,7 @@ from nas.spaces import get_space
 from predictors.latency.measure import GOVERNOR, environment
 from predictors.latency.targets import get_target
 from store.models import Agent, AgentTask, LatencyMeasurement
-from tests.api_helpers import FakeClock, Users, make_context, make_users, tiny_onnx
+from tests.api_helpers import FakeClock, Users, make_context, make_users, serving, tiny_onnx
 from tests.workers.flaky import flaky_server, free_port
 from workers.agent import AGENT_RETRY, AgentClient, AgentError
 
@@ -76,22 +73,6 @@ def queue_task(ctx: ServiceContext, users: Users, *, create_target: bool = False
         task = client.post("/v1/targets/board-ort/tasks", json=body, headers=users.a)
         assert task.status_code == 201
         return int(task.json()["id"])
-
-
-@contextmanager
-def serving(ctx: ServiceContext, port: int) -> Iterator[str]:
-    """The app on `ctx` at 127.0.0.1:`port` in a thread for the duration of the block; its URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            assert thread.is_alive(), f"the server did not start on port {port}"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> None:

@@ -22,9 +22,9 @@ from predictors.latency import MeasureSettings, Target
 from predictors.latency.devices import DeviceMeasurementError
 from predictors.latency.models import subnet_onnx
 from store.models import Agent, AgentTask, LatencyMeasurement
+from tests.api_helpers import serving
 from tests.workers.flaky import free_port
 from tests.workers.job_service import Service
-from tests.workers.test_agent import serving
 from workers.agent import AgentClient, run_agent
 from workers.agent_device import AgentDevice
 
