@@ -3,11 +3,18 @@
 The model has two parts, both saved as text (JSON; LightGBM's own model string), never pickled:
 
 1. a linear model of the latency in ms, fitted in closed form to minimise the *relative* error,
-   on additive features: per stage, the summed MACs, depthwise MACs, activation volume and
-   number of the active blocks; the fixed layers' MACs; and the lookup-table sum where a table
-   is given. Latency is close to additive over layers, so this part alone is already good. It
-   is shrunk towards "latency proportional to the table sum (else to MACs)", so that a few
-   samples give that baseline and more samples refine it;
+   on additive features: per stage, the summed MACs, depthwise MACs, volume of the expanded
+   (mid-channel) tensors, volume of the blocks' input and output tensors, and the number of
+   active blocks; the fixed layers' MACs; the number of operators the subnet's blocks run and
+   how many of its blocks use each kernel size above the smallest; and the lookup-table sum
+   where a table is given. Latency is close to additive over layers, so this part alone is
+   already good. The counts model what an operator costs whatever its size (a kernel launch
+   on a GPU, dispatch and layout changes in ONNX Runtime), which dominates at batch 1 on small
+   inputs; the MACs and volumes model compute and memory traffic, which dominate at large
+   batches. The operator and kernel-size counts are whole-subnet sums: per stage, they cost
+   accuracy below ~50 samples (measured and synthetic latencies alike). The part is shrunk
+   towards "latency proportional to the table sum (else to MACs)", so that a few samples give
+   that baseline and more samples refine it;
 2. a LightGBM model of the remaining log-ratio ``log(ms / linear)`` on the one-hot encoding,
    the per-block MACs, the linear prediction and the table sum (skipped below
    ``min_gbm_samples`` samples).
@@ -28,6 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from nas.backbone import BlockSpec
 from nas.cost import cost_tables
 from nas.space import IntMatrix, SearchSpace, as_rng
 from predictors.jsonfile import write_json
@@ -36,8 +44,21 @@ from predictors.latency.measure import validate_latencies
 from predictors.latency.spaces import space_from_dict, space_to_dict
 
 FloatArray = npt.NDArray[np.float64]
-PREDICTOR_FORMAT = 1
-_BLOCK_FEATURES = 4  # MACs, depthwise MACs, activation volume, 1 (count)
+PREDICTOR_FORMAT = 2
+"""Version of the saved form; 2 added the I/O volumes, kernel-size counts and operator count (1 still loads)."""
+_STAGE_FEATURES = 5  # per block, summed per stage: MACs, depthwise MACs, mid-channel volume, input + output volume, 1
+# Then, summed over the subnet: the block's operator count (at _STAGE_FEATURES), and at _STAGE_FEATURES + i,
+# for each kernel size i > 0 (the smallest is i = 0), 1 where the block uses that kernel size.
+
+
+def block_ops(spec: BlockSpec, expand_ratio: int) -> int:
+    """Operators an active block runs, each with a cost of its own whatever its size.
+
+    The nodes of the exported ONNX graph: expand conv + activation (absent at ratio 1), depthwise
+    conv + activation, squeeze-and-excite (mean over W then H, reduce conv, activation, expand
+    conv, gate, multiply), project conv, residual add.
+    """
+    return 2 * (expand_ratio != 1) + 2 + 7 * spec.use_se + 1 + spec.has_shortcut
 
 
 @dataclass(frozen=True)
@@ -122,21 +143,26 @@ class LearnedLatencyPredictor:
 
     @cached_property
     def _block_table(self) -> FloatArray:
-        """[resolution, slot, kernel, expand, feature] of every elastic block."""
+        """[resolution, slot, kernel, expand, feature] of every elastic block (see `_STAGE_FEATURES`)."""
         s, b = self.space, self.space.backbone
         macs = cost_tables(s).block_macs
-        out = np.zeros((len(s.resolutions), s.n_blocks, len(s.kernel_sizes), len(s.expand_ratios), _BLOCK_FEATURES))
+        nk = len(s.kernel_sizes)
+        out = np.zeros((len(s.resolutions), s.n_blocks, nk, len(s.expand_ratios), _STAGE_FEATURES + nk))
         for ri, r in enumerate(s.resolutions):
             for spec, (fin, fout) in zip(b.blocks, b.block_sizes(r), strict=True):
                 for ki, k in enumerate(s.kernel_sizes):
                     for ei, e in enumerate(s.expand_ratios):
                         mid = spec.mid_channels(e)
-                        out[ri, spec.index, ki, ei] = (
+                        out[ri, spec.index, ki, ei, : _STAGE_FEATURES + 1] = (
                             macs[ri, spec.index, ki, ei] / 1e6,
                             mid * k * k * fout**2 / 1e6,
                             mid * (fin**2 + fout**2) / 1e6,
+                            (spec.in_channels * fin**2 + spec.out_channels * fout**2) / 1e6,
                             1.0,
+                            block_ops(spec, e),
                         )
+                        if ki > 0:
+                            out[ri, spec.index, ki, ei, _STAGE_FEATURES + ki] = 1.0
         return out
 
     def _block_features(self, matrix: IntMatrix) -> FloatArray:
@@ -146,12 +172,16 @@ class LearnedLatencyPredictor:
         return per * self.space.active_mask(matrix)[:, :, None]
 
     def _linear_features(self, matrix: IntMatrix, blocks: FloatArray, table_sum: FloatArray | None) -> FloatArray:
-        s = self.space
-        per_stage = blocks.reshape(len(matrix), s.n_stages, s.max_depth, _BLOCK_FEATURES).sum(axis=2)
-        columns = [per_stage.reshape(len(matrix), -1), (cost_tables(s).fixed_macs[matrix[:, -1]] / 1e6)[:, None]]
+        """Per-stage sums; fixed MACs; subnet sums (operators, kernel sizes); (table sum;) 1."""
+        s, n = self.space, len(matrix)
+        columns = [
+            blocks[:, :, :_STAGE_FEATURES].reshape(n, s.n_stages, s.max_depth, -1).sum(axis=2).reshape(n, -1),
+            (cost_tables(s).fixed_macs[matrix[:, -1]] / 1e6)[:, None],
+            blocks[:, :, _STAGE_FEATURES:].sum(axis=1),
+        ]
         if table_sum is not None:
             columns.append(table_sum[:, None])
-        columns.append(np.ones((len(matrix), 1)))
+        columns.append(np.ones((n, 1)))
         return np.concatenate(columns, axis=1)
 
     def _features(self, matrix: IntMatrix) -> tuple[FloatArray, FloatArray]:
@@ -172,8 +202,8 @@ class LearnedLatencyPredictor:
         if self.table is not None:
             mask[-2] = 1.0
         else:
-            n = self.space.n_stages * _BLOCK_FEATURES
-            mask[0:n:_BLOCK_FEATURES] = 1.0
+            n = self.space.n_stages * _STAGE_FEATURES
+            mask[0:n:_STAGE_FEATURES] = 1.0
             mask[n] = 1.0
         return mask
 
@@ -332,19 +362,36 @@ class LearnedLatencyPredictor:
             "table": None if self.table is None else self.table.to_dict(),
         }
 
+    def _from_format_1(self, coef: FloatArray) -> FloatArray:
+        """Format-1 coefficients (rows) in today's feature layout, with the same predictions.
+
+        Format 1 had per stage MACs, depthwise MACs, mid-channel volume and block count, then the
+        fixed MACs, (the table sum,) 1: the features added since (the stages' input + output volumes,
+        the operator and kernel-size counts) weigh 0.
+        """
+        ns, lead = self.space.n_stages, coef.shape[:-1]
+        old = coef[..., : ns * 4].reshape(*lead, ns, 4)
+        stages = np.insert(old, 3, 0.0, axis=-1).reshape(*lead, -1)
+        added = np.zeros((*lead, len(self.space.kernel_sizes)))  # after the fixed MACs
+        rest = coef[..., ns * 4 :]
+        return np.concatenate([stages, rest[..., :1], added, rest[..., 1:]], axis=-1)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LearnedLatencyPredictor:
-        """Inverse of `to_dict`.
+        """Inverse of `to_dict`; format 1 (before the operator-count features) loads too.
 
         Raises:
             ValueError: an unknown format.
         """
-        if data.get("format") != PREDICTOR_FORMAT:
-            raise ValueError(f"not a latency predictor of format {PREDICTOR_FORMAT}: format={data.get('format')!r}")
+        fmt = data.get("format")
+        if fmt not in (1, PREDICTOR_FORMAT):
+            raise ValueError(f"not a latency predictor of format 1 to {PREDICTOR_FORMAT}: format={fmt!r}")
         table = None if data["table"] is None else LookupTable.from_dict(data["table"])
         out = cls(space_from_dict(data["space"]), table, **data["settings"])
         out.coef = np.asarray(data["coef"], dtype=np.float64)
         out.members = np.asarray(data["members"], dtype=np.float64)
+        if fmt == 1:
+            out.coef, out.members = out._from_format_1(out.coef), out._from_format_1(out.members)
         out.floor = float(data["floor"])
         out.ridge_ = float(data["ridge_"])
         if data["gbm"] is not None:
