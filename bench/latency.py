@@ -3,6 +3,7 @@
     python -m bench.latency                              # both presets, 300 subnets each (run on an idle machine)
     python -m bench.latency --subnets 12 --no-record     # a quick check that it works
     python -m bench.latency --presets ofa_mbv3_d234_e346_k357_w1.0 --subnets 12 --resolutions 128,224 --no-record
+    python -m bench.latency --batch --subnets 200         # the learned predictor at batch 1 vs 32 (section "batch")
 
 Per preset (the 32 px one and ``ofa_mbv3_d234_e346_k357_w1.0`` over all its resolutions):
 measures N random subnets end to end (ONNX Runtime, fresh weights), builds the per-layer table,
@@ -12,15 +13,21 @@ and reports MAPE, % within ±10% and Kendall τ on the remaining subnets. The no
 agreement of two measurement passes over the same subnets; the cost is seconds per subnet
 (export + measurement) and per table. Everything measured is cached in --out as JSON, so a
 rerun resumes.
+
+With ``--batch``: the same N subnets of the 32 px preset measured at batch 1 (where per-operator
+overhead dominates, as on a GPU) and batch 32 (where compute does), and the learned predictor
+(no table) fitted and tested at each, beside the MACs baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +38,15 @@ from bench.report import record
 from nas.cost import macs
 from nas.space import Arch, SearchSpace
 from nas.spaces import get_space
-from predictors.latency import LearnedLatencyPredictor, LookupTable, MeasureSettings, get_target, measure_onnx
-from predictors.latency.learned import LatencyMetrics, latency_metrics
+from predictors.latency import (
+    LearnedLatencyPredictor,
+    LookupTable,
+    MeasureSettings,
+    Target,
+    get_target,
+    measure_onnx,
+)
+from predictors.latency.learned import PREDICTOR_FORMAT, LatencyMetrics, latency_metrics
 from predictors.latency.models import subnet_onnx
 
 console = Console()
@@ -91,6 +105,20 @@ def row(name: str, train: int, model: str, m: LatencyMetrics) -> str:
     return f"| {name} | {train} | {model} | {m.n} | {m.mape:.2f} | {100 * m.within_10:.1f} | {m.kendall_tau:.3f} |"
 
 
+def macs_baseline(macs_m: np.ndarray, y: np.ndarray, train: slice, test: slice) -> LatencyMetrics:
+    """Metrics on `test` of latency = scale x MACs, the scale fitted on `train`."""
+    ratio = macs_m[train] / y[train]
+    scale = float(ratio.sum() / (ratio**2).sum())  # least relative error of y ~ scale * MACs
+    return latency_metrics(scale * macs_m[test], y[test])
+
+
+def noise_floor(first: list[float], again: list[float]) -> str:
+    """How far two measurement passes over the same subnets differ."""
+    a, b = np.array(first), np.array(again)
+    rel = np.abs(b - a) / a
+    return f"median |rel. diff| {100 * np.median(rel):.2f}%, {100 * (rel <= 0.10).mean():.1f}% within ±10%"
+
+
 def bench_preset(
     name: str, n: int, repeats: int, out: Path, settings: MeasureSettings, seed: int, resolutions: list[int] | None
 ) -> list[str]:
@@ -111,9 +139,7 @@ def bench_preset(
     lines = []
     for size in sizes:
         train, test = slice(0, size), slice(size, n)
-        ratio = macs_m[train] / y[train]
-        scale = float(ratio.sum() / (ratio**2).sum())  # least relative error of y ~ scale * MACs
-        lines.append(row(name, size, "MACs x fitted scale", latency_metrics(scale * macs_m[test], y[test])))
+        lines.append(row(name, size, "MACs x fitted scale", macs_baseline(macs_m, y, train, test)))
         lines.append(row(name, size, "table sum", latency_metrics(table_ms[test], y[test])))
         for label, tab in (("learned", None), ("learned + table", table)):
             lat = LearnedLatencyPredictor(space, tab).fit(archs[train], y[train])
@@ -121,20 +147,111 @@ def bench_preset(
     for line in lines:
         console.print(line)
 
-    first = np.array([r["measurement"]["median_ms"] for r in records[:repeats]])
-    again = np.array([r["measurement"]["median_ms"] for r in second])
-    rel = np.abs(again - first) / first
+    first = [r["measurement"]["median_ms"] for r in records[:repeats]]
+    again = [r["measurement"]["median_ms"] for r in second]
     noisy = sum(r["measurement"]["noisy"] for r in records)
     per_subnet = statistics.median(r["seconds"] for r in records)
     cost = (
-        f"- {name}: noise floor over {len(rel)} subnets measured twice: median |rel. diff| "
-        f"{100 * np.median(rel):.2f}%, {100 * (rel <= 0.10).mean():.1f}% within ±10%; "
+        f"- {name}: noise floor over {len(first)} subnets measured twice: {noise_floor(first, again)}; "
         f"{noisy}/{n} measurements flagged noisy; latency {y.min():.2f}-{y.max():.2f} ms; "
         f"cost {per_subnet:.2f} s per subnet (export + measure), table {len(table)} entries "
         f"({len(table.resolutions)} resolutions) in {table_s:.0f} s"
     )
     console.print(cost)
     return [*lines, cost]
+
+
+# ---------------------------------------------------------------- batch 1 vs batch 32 (--batch)
+
+BATCH_PRESET = "ofa_mbv3_d234_e346_k357_32px"
+BATCH_SIZES = (1, 32)
+
+
+def batch_targets() -> dict[int, Target]:
+    """`cpu-ort` at each of `BATCH_SIZES` (batch 1 is launch-bound at 32 px, batch 32 compute-bound)."""
+    base = get_target(TARGET)
+    return {b: dataclasses.replace(base, name=f"{TARGET}-b{b}", batch_size=b) for b in BATCH_SIZES}
+
+
+def measure_batches(space: SearchSpace, arch: Arch, settings: MeasureSettings) -> dict[str, Any]:
+    """One export of a subnet, measured at every batch size: {"ms": {batch: median ms}, "noisy": [batch]}."""
+    t = time.perf_counter()
+    model = subnet_onnx(space, arch)
+    found = {b: measure_onnx(model, target, settings) for b, target in batch_targets().items()}
+    return {
+        "arch": arch,
+        "ms": {str(b): m.median_ms for b, m in found.items()},
+        "noisy": [b for b, m in found.items() if m.noisy],
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def bench_batch(n: int, repeats: int, out: Path, settings: MeasureSettings, seed: int) -> str:
+    """The learned predictor on the same subnets at batch 1 and batch 32; returns the section's body.
+
+    The learned rows of each predictor format (feature set) are kept in the cache folder, so that a run
+    of an older checkout on the same measurements shows up beside the current one.
+    """
+    space = get_space(BATCH_PRESET)
+    folder = out / f"{BATCH_PRESET}_batch"
+    folder.mkdir(parents=True, exist_ok=True)
+    console.print(f"[bold]{BATCH_PRESET}[/]: {n} subnets at batch sizes {BATCH_SIZES}")
+    archs = list({space.key(a): a for a in space.sample(seed, 2 * n)}.values())[:n]
+    records, second = [], []
+    cache, repeat_cache = Cache(folder / "subnets.json"), Cache(folder / "repeats.json")
+    for i, arch in enumerate(archs):
+        records.append(cache.get(space.key(arch), partial(measure_batches, space, arch, settings)))
+        if i < repeats:
+            second.append(repeat_cache.get(space.key(arch), partial(measure_batches, space, arch, settings)))
+        if (i + 1) % 25 == 0:
+            console.print(f"  {i + 1}/{n} subnets")
+
+    results_path = folder / f"results_n{n}_seed{seed}_runs{settings.runs}.json"
+    learned: dict[str, dict[str, str]] = json.loads(results_path.read_text()) if results_path.exists() else {}
+    current = learned[str(PREDICTOR_FORMAT)] = {}
+    macs_m = macs(space, archs).astype(np.float64)
+    baselines, notes = {}, []
+    half = n // 2
+    test = slice(half, n)  # one test set for every training size
+    for b in BATCH_SIZES:
+        y = np.array([r["ms"][str(b)] for r in records])
+        for size in [s for s in (20, 50, 100) if s <= half] or [max(5, half)]:
+            train = slice(0, size)
+            baselines[f"{b}/{size}"] = row(str(b), size, "MACs x fitted scale", macs_baseline(macs_m, y, train, test))
+            lat = LearnedLatencyPredictor(space).fit(archs[train], y[train])
+            model = f"learned, predictor format {PREDICTOR_FORMAT}"
+            current[f"{b}/{size}"] = row(str(b), size, model, lat.evaluate(archs[test], y[test]))
+        noisy = sum(b in r["noisy"] for r in records)
+        first, again = [r["ms"][str(b)] for r in records[:repeats]], [r["ms"][str(b)] for r in second]
+        notes.append(
+            f"- batch {b}: latency {y.min():.2f}-{y.max():.2f} ms; {noisy}/{n} measurements flagged noisy; "
+            f"noise floor over {len(first)} subnets measured twice: {noise_floor(first, again)}"
+        )
+    results_path.write_text(json.dumps(learned))
+    rows = [
+        line
+        for key, baseline in baselines.items()
+        for line in [baseline, *(learned[f][key] for f in sorted(learned, key=int) if key in learned[f])]
+    ]
+    per_subnet = statistics.median(r["seconds"] for r in records)
+    notes.append(f"- cost {per_subnet:.2f} s per subnet (export + both measurements)")
+    for line in rows + notes:
+        console.print(line)
+    return "\n".join(
+        [
+            f"Target `{TARGET}` (ONNX Runtime CPU, 1 thread) at batch sizes {', '.join(map(str, BATCH_SIZES))} "
+            f"on the same {n} random subnets of `{BATCH_PRESET}` (one export each), {settings.runs} timed runs "
+            "per measurement (median). The learned predictor (no table) is fitted on the first `train` subnets "
+            "and tested on the last half; rows of older predictor formats (older feature sets) come from runs of "
+            "older checkouts on these same measurements.",
+            "",
+            "| batch | train | model | test | MAPE % | within ±10% | Kendall τ |",
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            *notes,
+        ]
+    )
 
 
 def main() -> None:
@@ -147,10 +264,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench_latency")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--batch", action="store_true", help=f"instead: the learned predictor at batch 1 vs 32 on {BATCH_PRESET}"
+    )
     args = parser.parse_args()
     if args.subnets < 10:
         parser.error("--subnets must be >= 10")
     settings = MeasureSettings(runs=args.runs)
+    if args.batch:
+        body = bench_batch(args.subnets, min(args.repeats, args.subnets), Path(args.out), settings, args.seed)
+        if not args.no_record:
+            record("bench.latency", body, part="batch")
+        return
     resolutions = None if args.resolutions is None else [int(r) for r in args.resolutions.split(",")]
     rows: list[str] = []
     costs: list[str] = []
