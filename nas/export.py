@@ -5,8 +5,8 @@ A bundle is a directory (or a zip of the same files)::
     model.onnx            opset >= 17, dynamic batch axis, input "input" (N, C, R, R), output "logits"
     weights.safetensors   the static subnet's state dict (OFA's subnet key names)
     arch.json             space, arch, input size and preprocessing, classes, MACs, params, how
-                          its BatchNorm statistics were calibrated, the parity result and the
-                          sha256 of every other file
+                          its BatchNorm statistics were calibrated, how it was fine-tuned (if it
+                          was), the parity result and the sha256 of every other file
 
 A subnet leaves the supernet only with its BatchNorm statistics recalibrated for it (OFA's
 protocol, `nas.train.BNCalibration`): the supernet's stored statistics belong to no subnet, and a
@@ -20,6 +20,7 @@ arch.json and the safetensors file, without unpickling.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import tempfile
@@ -188,6 +189,8 @@ def export_bundle(
     class_names: Sequence[str] | None = None,
     archive: bool = False,
     opset: int = DEFAULT_OPSET,
+    subnet: MobileNetV3 | None = None,
+    fine_tuning: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a subnet of `supernet` as a bundle (a directory, or a zip if `archive`).
 
@@ -209,6 +212,10 @@ def export_bundle(
             trained with, ``metadata["classes"]``, if it records them).
         archive: write a zip instead of a directory.
         opset: ONNX opset (>= 17).
+        subnet: the static subnet `arch` with weights of its own (e.g. fine-tuned,
+            `nas.train.finetune`) to export instead of the supernet's; it is calibrated like an
+            extracted one (on a copy: the given module is not modified).
+        fine_tuning: how `subnet` was trained (JSON-ready), recorded as arch.json's ``fine_tuning``.
 
     Returns:
         The path written.
@@ -235,7 +242,7 @@ def export_bundle(
     ):
         if values is not None and len(values) != n:
             raise ValueError(f"{label} must have {n} entries, got {len(values)}")
-    module = supernet.extract(canon).eval()
+    module = (supernet.extract(canon) if subnet is None else copy.deepcopy(subnet)).eval()
     if isinstance(calibration, BNCalibration):
         calibration.apply(module, canon["r"])
     input_shape = (b.in_channels, canon["r"], canon["r"])
@@ -264,6 +271,7 @@ def export_bundle(
             "resize": RESIZE,
         },
         "bn_calibration": calibration.record() if isinstance(calibration, BNCalibration) else None,
+        "fine_tuning": None if fine_tuning is None else dict(fine_tuning),
         "output": {"name": OUTPUT_NAME},
         "num_classes": b.num_classes,
         "class_names": None if class_names is None else list(class_names),

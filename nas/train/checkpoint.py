@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import Tensor
-
-from nas.train.config import TrainConfig
 
 CHECKPOINT = "checkpoint"
 FORMAT = 1
@@ -80,7 +79,7 @@ def _optimizer_from_files(tensors: dict[str, Tensor], groups: list[dict[str, Any
 def save_checkpoint(
     out_dir: Path,
     *,
-    config: TrainConfig,
+    config: BaseModel,
     state: TrainState,
     weights: dict[str, Tensor],
     optimizer_state: dict[str, Any],
@@ -89,6 +88,8 @@ def save_checkpoint(
     cuda_rng_state: Tensor | None = None,
 ) -> Path:
     """Write a checkpoint atomically into ``out_dir/checkpoint`` and return its path.
+
+    `config` is the run's configuration (a `TrainConfig`, or `nas.finetune_config.FinetuneConfig`).
 
     Tensors may live on any device; they are written from the CPU. `cuda_rng_state` is the
     generator state of the GPU a run trains on (dropout draws from it), kept for resuming there.
@@ -132,8 +133,8 @@ def find_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(path: Path, config: TrainConfig) -> Checkpoint:
-    """Read and verify a checkpoint for a run with `config`.
+def load_checkpoint(path: Path, config: BaseModel) -> Checkpoint:
+    """Read and verify a checkpoint for a run with `config` (the model it was saved with).
 
     Raises:
         CheckpointError: unreadable or corrupt files (sha256 mismatch, naming the file), or a

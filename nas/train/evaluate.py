@@ -258,12 +258,22 @@ def evaluate(
     else:
         subnet = supernet.extract(canon).eval()
     subnet.fold_batch_norms()
+    return score_subnet(subnet, data, splits[split], r, batch_size)
+
+
+@torch.no_grad()
+def score_subnet(module: nn.Module, data: ImageData, split: Split, resolution: int, batch_size: int = 50) -> EvalResult:
+    """Top-1 and mean cross-entropy of a static subnet (as it is, in eval mode) on every image of `split`.
+
+    The images are normalised with the dataset's mean/std and resized to `resolution`, without augmentation.
+    """
+    module.eval()
     loader = BatchLoader(
-        splits[split], batch_size=batch_size, mean=data.mean, std=data.std, shuffle=False, augment=False, hflip=False
+        split, batch_size=batch_size, mean=data.mean, std=data.std, shuffle=False, augment=False, hflip=False
     )
     correct, total, loss_sum = 0, 0, 0.0
     for x, y in loader.epoch(0):
-        logits = subnet(resize(x, r))
+        logits = module(resize(x, resolution))
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
         total += len(y)

@@ -52,7 +52,7 @@ class Search(Base):
 
 
 class Subnet(Base):
-    """A subnet of a supernet: from a search's front (`search_id`) or exported on its own."""
+    """A subnet of a supernet: from a search's front (`search_id`), exported alone, or fine-tuned (`parent_id`)."""
 
     __tablename__ = "subnets"
     __table_args__ = (UniqueConstraint("supernet_id", "search_id", "arch_key"),)
@@ -67,4 +67,7 @@ class Subnet(Base):
     validated: Mapped[dict[str, float] | None] = mapped_column(JSON, doc="objective -> measured value")
     pareto_rank: Mapped[int | None]
     bundle_artifact_id: Mapped[int | None] = mapped_column(ForeignKey("artifacts.id", ondelete="SET NULL"))
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subnets.id", ondelete="SET NULL"), index=True, doc="the subnet this one was fine-tuned from"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
