@@ -95,9 +95,17 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    return unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), str(path))
+
+
+def unwrap_state_dict(obj: object, what: str) -> dict[str, Tensor]:
+    """The state dict in a loaded torch file: the object itself, or its ``"state_dict"`` entry (OFA's releases).
+
+    Raises:
+        ValueError: it is not a mapping of names to tensors (naming `what`).
+    """
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ValueError(f"{path} holds no state_dict (a mapping of names to tensors)")
+    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise ValueError(f"{what} holds no state_dict (a mapping of names to tensors)")
     return dict(obj)

@@ -31,6 +31,34 @@ class PhaseConfig(BaseModel):
     lr: float = Field(gt=0, le=MAX_LR, description="peak learning rate of the phase")
 
 
+MAX_INIT_ID = 2**63 - 1
+"""The largest id `InitFrom` accepts (SQL's BIGINT)."""
+
+
+class InitFrom(BaseModel):
+    """Pretrained weights to start from (`nas.supernet.transfer`): exactly one of the three sources.
+
+    A checkpoint of the same space and width; the first conv is adapted to the data's channels and a
+    classifier for other classes is freshly initialised. `artifact_id` and `supernet_id` are the
+    service's: its worker turns them into a local `checkpoint` file before training.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    checkpoint: str | None = Field(
+        None, min_length=1, max_length=4096, description="a checkpoint file (OFA .pth or safetensors) on the server"
+    )
+    artifact_id: int | None = Field(None, ge=1, le=MAX_INIT_ID, description="a checkpoint you uploaded")
+    supernet_id: int | None = Field(None, ge=1, le=MAX_INIT_ID, description="a supernet of yours, same space")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InitFrom:
+        given = [name for name in ("checkpoint", "artifact_id", "supernet_id") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of checkpoint, artifact_id, supernet_id (got {len(given)})")
+        return self
+
+
 class TrainConfig(BaseModel):
     """Everything that determines a supernet training run (and so its checkpoints).
 
@@ -66,6 +94,7 @@ class TrainConfig(BaseModel):
         "split, in the history and the progress (training curves); CPU training only",
     )
     arch: dict[str, Any] | None = Field(None, description="standalone: the one subnet to train from scratch")
+    init_from: InitFrom | None = Field(None, description="start from pretrained weights instead of a random init")
     seed: int = 0
 
     @model_validator(mode="after")

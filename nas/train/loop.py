@@ -248,7 +248,12 @@ class _Trainer:
         self.clock = (time.perf_counter(), 0)
 
     def run(self, resume: bool) -> TrainRun:
-        opt_state = self._resume() if resume else None
+        found = find_checkpoint(self.out) if resume else None
+        opt_state = None
+        if found is None:
+            self._init_from()
+        else:
+            opt_state = self._resume(found)
         self.clock = (time.perf_counter(), self.state.global_step)
         while self.state.phase < len(self.phases):
             phase = self.phases[self.state.phase]
@@ -265,13 +270,34 @@ class _Trainer:
         self.net.to("cpu").eval()
         return TrainRun(supernet=self.net, config=self.config, out_dir=self.out, history=self.state.history)
 
-    def _resume(self) -> dict[str, Any] | None:
-        """Load the checkpoint in the output directory, if any; returns the optimiser state to restore."""
-        path = find_checkpoint(self.out)
-        if path is None:
-            return None
+    def _init_from(self) -> None:
+        """A fresh run: load `config.init_from`'s pretrained weights, if any (`nas.supernet.transfer`).
+
+        What was loaded, adapted or initialised goes into the supernet's metadata (``transfer``),
+        and so into every checkpoint: a resumed run keeps the report and does not load again.
+        """
+        init = self.config.init_from
+        if init is None:
+            return
+        if init.checkpoint is None:
+            raise ValueError("init_from: artifact_id and supernet_id are the service's; give init_from.checkpoint")
+        from nas.supernet.transfer import read_pretrained, transfer_weights
+
+        path = Path(init.checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"init_from.checkpoint: no file {init.checkpoint}")
+        try:
+            report = transfer_weights(self.net, read_pretrained(path))
+        except ValueError as exc:
+            raise ValueError(f"init_from.checkpoint {init.checkpoint}: {exc}") from None
+        self.net.metadata["transfer"] = report.summary()
+
+    def _resume(self, path: Path) -> dict[str, Any] | None:
+        """Load the checkpoint at `path`; returns the optimiser state to restore."""
         ckpt = load_checkpoint(path, self.config)
         self.net.load_state_dict(ckpt.weights)
+        if "transfer" in ckpt.metadata:
+            self.net.metadata["transfer"] = ckpt.metadata["transfer"]
         self.state, self.teacher_weights = ckpt.state, ckpt.teacher
         torch.set_rng_state(ckpt.rng_state)
         if self.device.type == "cuda" and ckpt.cuda_rng_state is not None:
