@@ -1,18 +1,20 @@
-"""``/v1/subnets``: a subnet, and its download as ONNX, safetensors or the whole bundle."""
+"""``/v1/subnets``: a subnet, its download as ONNX, safetensors or the whole bundle, and its fine-tuning."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import Context, CurrentUser
 from api.errors import ERROR_RESPONSES, ErrorBody
-from api.routes.params import ResourceId
-from api.routes.responses import SHA_HEADER, stream_artifact
+from api.routes.params import IdempotencyKey, ResourceId
+from api.routes.responses import SHA_HEADER, accepted, stream_artifact
+from api.schemas.jobs import JobOut
 from api.schemas.subnets import SubnetOut
 from api.services import subnets
+from workers.kinds.finetune import FinetuneRequest
 
 router = APIRouter(prefix="/v1/subnets", tags=["subnets"], responses=ERROR_RESPONSES)
 
@@ -26,9 +28,35 @@ def get_subnet(subnet_id: ResourceId, ctx: Context, user: CurrentUser) -> Subnet
     url = f"/v1/subnets/{row.id}/download?format=onnx" if row.bundle_artifact_id is not None else None
     return SubnetOut(
         id=row.id, supernet_id=row.supernet_id, search_id=row.search_id, arch_key=row.arch_key, arch=row.arch,
-        predicted=row.predicted, validated=row.validated, pareto_rank=row.pareto_rank, download_url=url,
-        created_at=row.created_at,
+        predicted=row.predicted, validated=row.validated, pareto_rank=row.pareto_rank, parent_id=row.parent_id,
+        download_url=url, created_at=row.created_at,
     )  # fmt: skip
+
+
+@router.post(
+    "/{subnet_id}/finetune",
+    status_code=202,
+    responses={
+        202: {"description": "queued; Location: the job, whose result names the new subnet (subnet_id)"},
+        409: {"model": ErrorBody, "description": "not_ready: the subnet's supernet has no checkpoint"},
+    },
+)
+def finetune(
+    subnet_id: ResourceId,
+    body: FinetuneRequest,
+    response: Response,
+    ctx: Context,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Queue a ``finetune_subnet`` job: E epochs from the supernet's weights, distilled from its largest subnet.
+
+    The result is a new subnet (``parent_id`` this one) with its own bundle, whose accuracy and
+    latency are measured on that bundle.
+    """
+    job, created = subnets.finetune(ctx, user, subnet_id, body, idempotency_key)
+    accepted(response, f"/v1/jobs/{job.id}", created)
+    return JobOut.of(job)
 
 
 @router.get(

@@ -1,4 +1,4 @@
-"""Subnets: a searched or exported member of a supernet."""
+"""Subnets: a searched, exported or fine-tuned member of a supernet."""
 
 from __future__ import annotations
 
@@ -19,5 +19,6 @@ class SubnetOut(BaseModel):
     predicted: dict[str, float] | None = None
     validated: dict[str, float] | None = None
     pareto_rank: int | None = None
+    parent_id: int | None = Field(None, description="the subnet this one was fine-tuned from", examples=[7])
     download_url: str | None = Field(None, examples=["/v1/subnets/42/download?format=onnx"])
     created_at: dt.datetime

@@ -1,12 +1,12 @@
 """Job kinds: a registry of small classes (`JobKind`); importing this package registers the built-in ones.
 
-Built in: ``train_supernet``, ``build_latency_table``, ``search``, ``export_subnet`` and ``noop`` (a trivial
-job for tests and benchmarks).
+Built in: ``train_supernet``, ``build_latency_table``, ``search``, ``export_subnet``, ``finetune_subnet`` and
+``noop`` (a trivial job for tests and benchmarks).
 Add a kind with ``@register_job_kind("name")`` on a `TypedJobKind` subclass (pydantic parameters, inputs and
 result; `JobKind` is the JSON interface the runner uses).
 """
 
-from workers.kinds import export, latency, noop, search, train
+from workers.kinds import export, finetune, latency, noop, search, train
 from workers.kinds.base import (
     JOB_KINDS,
     JobError,
@@ -29,6 +29,7 @@ __all__ = [
     "WorkCancelledError",
     "WorkContext",
     "export",
+    "finetune",
     "get_job_kind",
     "latency",
     "noop",

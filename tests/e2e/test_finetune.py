@@ -1,0 +1,180 @@
+"""Fine-tuning a delivered subnet through REST: a new subnet whose shown accuracy is its downloaded bundle's.
+
+A tiny supernet is trained through the API, a subnet of it is registered as an export would, and
+``POST /v1/subnets/{id}/finetune`` queues the job. The new subnet's bundle is downloaded over REST
+and scored in ONNX Runtime with the preprocessing its arch.json declares (`user_top1`, independent
+of our scoring code), which must give the validated accuracy the API shows beside it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.context import ServiceContext
+from nas.spaces import get_space
+from store.models import Job, Subnet, Supernet
+from tests.api_helpers import Users, make_context, make_users
+from tests.e2e.test_delivery import run_job, user_top1
+from workers.kinds import validate_params
+from workers.runner import Runner
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = "ofa_mbv3_d234_e346_k357_32px"
+FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "runs": 3, "retries": 0}
+TINY = {"space": SPACE, "dataset": "demo", "epochs": 1, "batch_size": 32, "train_images": 64, "num_random": 1,
+        "bn_recal_images": 64}  # fmt: skip
+QUICK = {"epochs": 2, "batch_size": 32, "train_images": 320, "lr": 0.05, "measure": FAST}
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceContext]:
+    context = make_context(tmp_path_factory.mktemp("finetune"), sse_poll_s=0.01)
+    yield context
+    context.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def users(ctx: ServiceContext) -> Users:
+    return make_users(ctx.db)
+
+
+@pytest.fixture(scope="module")
+def client(ctx: ServiceContext) -> Iterator[TestClient]:
+    from api.app import create_app
+
+    with TestClient(create_app(context=ctx)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def supernet_id(ctx: ServiceContext, client: TestClient, users: Users) -> int:
+    train = client.post("/v1/supernets", json={"name": "tiny", "config": TINY}, headers=users.a)
+    assert train.status_code == 202, train.text
+    return int(run_job(ctx, client, users, train.json())["supernet_id"])
+
+
+def add_subnet(ctx: ServiceContext, user_id: int, supernet_id: int) -> int:
+    """A subnet of the supernet, registered as an export registers one (no search)."""
+    space = get_space(SPACE)
+    arch = space.canonical({**space.sample(0), "r": space.resolutions[-1]})
+    with ctx.db.session() as s:
+        row = Subnet(user_id=user_id, supernet_id=supernet_id, arch_key=space.key(arch), arch=arch,
+                     validated={"accuracy": 0.5})  # fmt: skip
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def count(ctx: ServiceContext, model: Any) -> int:
+    with ctx.db.reader() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_finetuned_subnet_is_delivered_with_the_accuracy_of_its_own_bundle(
+    ctx: ServiceContext, client: TestClient, users: Users, supernet_id: int
+) -> None:
+    parent = add_subnet(ctx, users.a_id, supernet_id)
+    queued = client.post(f"/v1/subnets/{parent}/finetune", json=QUICK, headers=users.a)
+    assert queued.status_code == 202, queued.text
+    job = queued.json()
+    assert queued.headers["Location"] == f"/v1/jobs/{job['id']}" and job["kind"] == "finetune_subnet"
+    assert job["params"]["targets"] == ["cpu-ort"] and job["params"]["subnet_id"] == parent
+    result = run_job(ctx, client, users, job)
+    assert result["parent_id"] == parent and result["resumed_after_epochs"] == 0
+    assert [h["epoch"] for h in result["history"]] == [0, 1]
+
+    shown = client.get(f"/v1/subnets/{result['subnet_id']}", headers=users.a)
+    assert shown.status_code == 200
+    subnet = shown.json()
+    assert subnet["parent_id"] == parent and subnet["search_id"] is None and subnet["supernet_id"] == supernet_id
+    with ctx.db.reader() as s:
+        parent_row = s.get(Subnet, parent)
+        assert parent_row is not None and subnet["arch"] == parent_row.arch
+    validated = subnet["validated"]
+    assert validated["latency:cpu-ort"] > 0 and validated["macs"] > 0
+    assert validated["accuracy"] == result["validated"]["accuracy"]
+
+    download = client.get(f"/v1/subnets/{subnet['id']}/download", params={"format": "bundle"}, headers=users.a)
+    assert download.status_code == 200
+    top1, images = user_top1(download.content)
+    assert abs(top1 - validated["accuracy"]) <= 1 / images + 1e-9, f"bundle {top1}, shown {validated['accuracy']}"
+    print(f"before {result['val_top1_before']:.3f}, history {result['history']}, bundle {top1:.4f}")
+    assert top1 > 0.2, "the fine-tuned subnet must beat chance (10 classes) for the comparison to mean anything"
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        meta = json.loads(archive.read("arch.json"))
+    assert meta["arch"] == subnet["arch"] and meta["bn_calibration"]["images"] == 64
+    tuning = meta["fine_tuning"]
+    assert tuning["parent_subnet_id"] == parent and tuning["epochs"] == 2 and tuning["kd_ratio"] == 1.0
+    assert tuning["teacher"] == "largest subnet" and tuning["history"] == result["history"]
+    onnx = client.get(f"/v1/subnets/{subnet['id']}/download", params={"format": "onnx"}, headers=users.a)
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        assert onnx.content == archive.read("model.onnx")
+
+
+def test_another_users_subnet_is_404_and_queues_nothing(
+    ctx: ServiceContext, client: TestClient, users: Users, supernet_id: int
+) -> None:
+    parent = add_subnet(ctx, users.a_id, supernet_id)
+    jobs_before = count(ctx, Job)
+    for path in (f"/v1/subnets/{parent}/finetune", "/v1/subnets/999999/finetune"):
+        r = client.post(path, json={"epochs": 1}, headers=users.b)
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+    assert count(ctx, Job) == jobs_before
+
+    # the job checks the owner again: queued directly for another user, it fails and stores no subnet
+    subnets_before = count(ctx, Subnet)
+    job, _ = ctx.queue.submit("finetune_subnet", validate_params("finetune_subnet", {"subnet_id": parent, **QUICK}),
+                              user_id=users.b_id)  # fmt: skip
+    done = Runner(ctx.queue, ctx.store, ctx.settings.runs_path, lease_s=120, progress_interval_s=0).run_once()
+    assert done is not None and done.id == job.id and done.status.value == "FAILED"
+    assert done.error_code == "not_found" and f"subnet_id {parent}" in (done.error_message or "")
+    assert count(ctx, Subnet) == subnets_before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": 1, "lr": -0.1}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"kd_ratio": -1}, "kd_ratio"),
+        ({"seed": -1}, "seed"),
+        ({"epochs": 1, "epoch": 2}, "epoch"),
+        ({"measure": {"runs": 0}}, "measure"),
+        ({"targets": ["cpu-ort", "cpu-ort"]}, "targets"),
+    ],
+)
+def test_bad_parameters_are_422_naming_the_field(
+    ctx: ServiceContext, client: TestClient, users: Users, supernet_id: int, body: dict[str, Any], field: str
+) -> None:
+    parent = add_subnet(ctx, users.a_id, supernet_id)
+    r = client.post(f"/v1/subnets/{parent}/finetune", json=body, headers=users.a)
+    assert r.status_code == 422 and r.json()["field"] == field, r.text
+
+
+def test_unknown_target_is_404_and_a_supernet_without_checkpoint_409(
+    ctx: ServiceContext, client: TestClient, users: Users, supernet_id: int
+) -> None:
+    parent = add_subnet(ctx, users.a_id, supernet_id)
+    r = client.post(f"/v1/subnets/{parent}/finetune", json={"targets": ["nope"]}, headers=users.a)
+    assert r.status_code == 404 and r.json()["field"] == "targets", r.text
+    with ctx.db.session() as s:
+        untrained = Supernet(user_id=users.a_id, space=SPACE, dataset="demo", strategy="sandwich", config=TINY)
+        s.add(untrained)
+        s.flush()
+        untrained_id = untrained.id
+    orphan = add_subnet(ctx, users.a_id, untrained_id)
+    jobs_before = count(ctx, Job)
+    r = client.post(f"/v1/subnets/{orphan}/finetune", json={"epochs": 1}, headers=users.a)
+    assert r.status_code == 409 and r.json()["code"] == "not_ready", r.text
+    assert f"supernet {untrained_id} has no checkpoint" in r.json()["message"]
+    assert count(ctx, Job) == jobs_before
