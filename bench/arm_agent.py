@@ -19,7 +19,6 @@ are given to the userland's pip).
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import itertools
 import os
@@ -29,13 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.agents import Service, queue_subnet_tasks, serve
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = "python3,python3-venv,ca-certificates"
@@ -154,53 +152,6 @@ def install(root: Path, wheel: Path) -> tuple[float, dict[str, str]]:
     return seconds, {name: version for name, version in pairs if name not in ("pip", "setuptools")}  # the venv's own
 
 
-@dataclass
-class Service:
-    """The API served on loopback for the run."""
-
-    url: str
-    token: str
-    db_url: str
-
-
-@contextmanager
-def serve(home: Path) -> Iterator[Service]:
-    """The API (uvicorn, a subprocess) on a fresh SQLite store under `home`, with a user and its token."""
-    from api.auth import create_token, create_user
-    from bench.api import free_port, start_server
-    from store.db import Database, upgrade
-
-    url = f"sqlite:///{home / 'hwnas.db'}"
-    upgrade(url)
-    db = Database(url)
-    token = create_token(db, create_user(db, "arm").id)
-    db.dispose()
-    port = free_port()
-    server = start_server(url, home, port)
-    try:
-        yield Service(f"http://127.0.0.1:{port}", token, url)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def queue_tasks(http: httpx.Client, count: int, seed: int) -> list[int]:
-    """A remote target and `count` measurement tasks of random demo-space subnets (ONNX, fresh weights)."""
-    from nas.spaces import get_space
-    from predictors.latency.models import subnet_onnx
-
-    http.post("/v1/targets", json={"name": TARGET, "device": "arm64 (qemu-user)"}).raise_for_status()
-    space = get_space(SPACE)
-    ids = []
-    for arch in space.sample(seed, count):
-        body = {"model_base64": base64.b64encode(subnet_onnx(space, arch)).decode(), "settings": SETTINGS,
-                "space": SPACE, "arch": arch}  # fmt: skip
-        response = http.post(f"/v1/targets/{TARGET}/tasks", json=body)
-        response.raise_for_status()
-        ids.append(int(response.json()["id"]))
-    return ids
-
-
 def run_agent(root: Path, service: Service, tasks: int) -> tuple[float, dt.datetime]:
     """``hwnas-agent`` in the userland until it has measured `tasks` tasks: its wall seconds and start time (UTC)."""
     started = dt.datetime.now(dt.UTC)
@@ -311,7 +262,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 base_url=service.url, headers={"Authorization": f"Bearer {service.token}"}, timeout=60
             ) as http,
         ):
-            ids = queue_tasks(http, args.tasks, args.seed)
+            from nas.spaces import get_space
+
+            http.post("/v1/targets", json={"name": TARGET, "device": "arm64 (qemu-user)"}).raise_for_status()
+            ids = queue_subnet_tasks(http, TARGET, get_space(SPACE).sample(args.seed, args.tasks), SPACE, SETTINGS)
             agent_s, started = run_agent(root, service, args.tasks)
             figures = check(service, http, ids, started)
     figures |= {"rootfs_s": rootfs_s, "install_s": install_s, "versions": versions, "agent_s": agent_s}

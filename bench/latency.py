@@ -2,6 +2,7 @@
 
     python -m bench.latency                              # both presets, 300 subnets each (run on an idle machine)
     python -m bench.latency --subnets 12 --no-record     # a quick check that it works
+    python -m bench.latency --remote --subnets 100       # a remote target's models, built by two local agents
     python -m bench.latency --presets ofa_mbv3_d234_e346_k357_w1.0 --subnets 12 --resolutions 128,224 --no-record
     python -m bench.latency --batch --subnets 200         # the learned predictor at batch 1 vs 32 (section "batch")
 
@@ -17,6 +18,9 @@ rerun resumes.
 With ``--batch``: the same N subnets of the 32 px preset measured at batch 1 (where per-operator
 overhead dominates, as on a GPU) and batch 32 (where compute does), and the learned predictor
 (no table) fitted and tested at each, beside the MACs baseline.
+
+With ``--remote``: the 32 px preset's models built by the service through two agents of a remote
+target (`bench.latency_remote`).
 """
 
 from __future__ import annotations
@@ -267,10 +271,23 @@ def main() -> None:
     parser.add_argument(
         "--batch", action="store_true", help=f"instead: the learned predictor at batch 1 vs 32 on {BATCH_PRESET}"
     )
+    parser.add_argument(
+        "--remote", action="store_true",
+        help=f"instead: {BATCH_PRESET}'s models built by two local agents of a remote target (--subnets end to end)",
+    )  # fmt: skip
+    parser.add_argument("--further", type=int, default=100, help="with --remote: subnets the models are tested on")
     args = parser.parse_args()
     if args.subnets < 10:
         parser.error("--subnets must be >= 10")
     settings = MeasureSettings(runs=args.runs)
+    if args.remote:
+        from bench.latency_remote import bench_remote
+
+        body = bench_remote(BATCH_PRESET, args.subnets, args.further, args.seed, {"runs": args.runs})
+        print(body)
+        if not args.no_record:
+            record("bench.latency", body, part="remote")
+        return
     if args.batch:
         body = bench_batch(args.subnets, min(args.repeats, args.subnets), Path(args.out), settings, args.seed)
         if not args.no_record:
