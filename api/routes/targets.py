@@ -16,7 +16,7 @@ from api.schemas.targets import LatencyModelOut, TableImport, TargetCreate, Targ
 from api.services import agents, jobs, targets
 from predictors.latency import MeasureSettings
 from store.models import LatencyTable, Target
-from workers.kinds.latency import LatencyModelRequest
+from workers.kinds.latency import LatencyModelRequest, most_trusted
 
 MODEL_JOB_KIND = "build_latency_model"
 
@@ -31,9 +31,9 @@ def target_out(row: Target) -> TargetOut:
                      description=row.description, shared=row.user_id is None, created_at=row.created_at)  # fmt: skip
 
 
-def _model_out(name: str, row: LatencyTable) -> LatencyModelOut:
+def _model_out(name: str, row: LatencyTable, used: bool = False) -> LatencyModelOut:
     return LatencyModelOut(id=row.id, target=name, space=row.space, kind=row.kind, quality=row.quality,
-                           created_at=row.created_at)  # fmt: skip
+                           created_at=row.created_at, used_by_searches=used)  # fmt: skip
 
 
 @router.get("")
@@ -64,8 +64,14 @@ def import_tables(name: str, body: TableImport, ctx: Context, user: CurrentUser)
 
 @router.get("/{name}/models")
 def latency_models(name: str, ctx: Context, user: CurrentUser) -> list[LatencyModelOut]:
-    """The target's latency models (tables, learned predictors) and their quality on held-out measurements."""
-    return [_model_out(name, r) for r in targets.latency_models(ctx, user, name)]
+    """The target's latency models (tables, learned predictors) and their quality on held-out measurements.
+
+    ``used_by_searches`` marks the model a search on each space uses: learned, else a measured table, else an
+    imported one, the newest of its kind.
+    """
+    rows = targets.latency_models(ctx, user, name)
+    used = {most_trusted([r for r in rows if r.space == space]) for space in {r.space for r in rows}}
+    return [_model_out(name, r, r in used) for r in rows]
 
 
 @router.post("/{name}/models", status_code=202, responses={202: {"description": "queued; Location: the job"}})

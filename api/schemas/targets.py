@@ -65,6 +65,9 @@ class LatencyModelOut(BaseModel):
     kind: str = Field(examples=["imported"], description="lut, learned or imported")
     quality: dict[str, Any] | None = Field(None, examples=[{"mape": 0.031, "within_10pct": 0.97, "kendall_tau": 0.93}])
     created_at: dt.datetime
+    used_by_searches: bool = Field(
+        False, description="the model a search on this space uses: learned, else a measured table, else imported"
+    )
 
 
 class TaskCreate(Strict):

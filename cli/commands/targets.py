@@ -74,15 +74,16 @@ def models(
     server: ServerOption = None,
     token: TokenOption = None,
 ) -> None:
-    """The target's latency models and their quality (a search uses learned, else lut, else imported)."""
+    """The target's latency models with their quality; searches use the one marked (learned > lut > imported)."""
     with make_client(server, token) as client:
         rows = client.latency_models(name)
     if not rows:
         console.print(f"{name}: no latency models; build some with: hwnas target build {name} --space SPACE")
         return
     for row in rows:
-        console.print(quality_line(f"{row['id']} {row['space']} {row['kind']}", row.get("quality")), markup=False,
-                      highlight=False)  # fmt: skip
+        used = ", used by searches" if row["used_by_searches"] else ""
+        label = f"model {row['id']} ({row['kind']}, {row['space']}{used})"
+        console.print(quality_line(label, row.get("quality")), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -298,12 +298,15 @@ MODEL_PRIORITY = ("learned", "lut", "imported")
 def best_latency_model(session: Session, target_id: int, space: str) -> LatencyTable | None:
     """The target's most trusted latency model for the space (`MODEL_PRIORITY`, then the newest), if any."""
     rows = session.scalars(
-        select(LatencyTable)
-        .where(LatencyTable.target_id == target_id, LatencyTable.space == space)
-        .where(LatencyTable.artifact_id.is_not(None), LatencyTable.kind.in_(MODEL_PRIORITY))
-        .order_by(LatencyTable.id.desc())
+        select(LatencyTable).where(LatencyTable.target_id == target_id, LatencyTable.space == space)
     ).all()
-    return min(rows, key=lambda row: MODEL_PRIORITY.index(row.kind), default=None)
+    return most_trusted(rows)
+
+
+def most_trusted(rows: Sequence[LatencyTable]) -> LatencyTable | None:
+    """The model a search uses among `rows` (one target and space): by `MODEL_PRIORITY`, then the newest."""
+    usable = [row for row in rows if row.artifact_id is not None and row.kind in MODEL_PRIORITY]
+    return min(usable, key=lambda row: (MODEL_PRIORITY.index(row.kind), -row.id), default=None)
 
 
 def load_latency_model(kind: str, data: bytes) -> LookupTable | LearnedLatencyPredictor:
