@@ -3,10 +3,11 @@
 Command groups: `cli.commands.science` (``spaces``, ``export``, ``train``), `cli.commands.quickstart`,
 `cli.commands.service` (``serve``, ``worker``, ``agent``, ``admin``), `cli.commands.jobs` (``submit``,
 ``status``, ``watch``, ``pareto``, ``download``, ``cancel``, over `cli.client`), `cli.commands.listing`
-(``ls``) and `cli.commands.datasets` (``dataset upload``). Heavy modules are imported inside the
-commands, so ``hwnas agent`` runs on a board without torch. A user error (bad input, an HTTP 4xx, an
-unreachable server) prints one ``error:`` line and exits 1. Output to a file or a pipe is plain: no
-wrapped lines, a line per progress step.
+(``ls``), `cli.commands.datasets` (``dataset upload``) and `cli.commands.targets` (``target build``,
+``target models``). Heavy modules are imported inside the commands. The CLI needs the ``service``
+extra; a device's light install (``pip install hwnas``) has ``hwnas-agent`` only. A user error (bad
+input, an HTTP 4xx, an unreachable server) prints one ``error:`` line and exits 1. Output to a file or
+a pipe is plain: no wrapped lines, a line per progress step.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import typer
-from rich.markup import escape
+try:
+    import typer
+    from rich.markup import escape
+except ModuleNotFoundError as missing:  # the light install of a device: the agent only
+    raise SystemExit(
+        f"hwnas: {missing.name} is not installed: the hwnas command needs the service extra "
+        "(pip install 'hwnas[service]'); on a device, run the agent: hwnas-agent --help"
+    ) from None
 
-from cli.commands import datasets, jobs, listing, quickstart, science, service, targets
+from cli.commands import datasets, finetune, jobs, listing, quickstart, science, service, targets
 from cli.console import CLIError, adapt_to_output, err_console
 
 app = typer.Typer(
@@ -28,7 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     callback=adapt_to_output,
 )
-for _module in (science, quickstart, service, jobs, listing, datasets, targets):
+for _module in (science, quickstart, service, jobs, finetune, listing, datasets, targets):
     _module.register(app)
 
 

@@ -69,6 +69,8 @@ def test_the_wheel_installs_a_light_agent_that_measures_for_a_live_service(tmp_p
         [bin_dir / "python", "-c", "import onnxruntime as o; print(o.__version__, *o.get_available_providers())"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
+    cli = subprocess.run([bin_dir / "hwnas", "--help"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert cli.returncode == 1 and "pip install 'hwnas[service]'" in cli.stderr and "hwnas-agent" in cli.stderr
     (facts,) = [a["environment"] for a in agents]
     assert [facts["runtime_version"], *facts["providers"]] == version
     assert {"cpu_model", "logical_cores", "machine", "cpu_governor"} <= facts.keys()
