@@ -16,7 +16,7 @@ import nas
 from api.context import ServiceContext
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import agents, datasets, health, jobs, searches, subnets, supernets, targets, ui
+from api.routes import agents, checkpoints, datasets, health, jobs, searches, subnets, supernets, targets, ui
 from api.services.targets import seed_builtin
 from store.artifacts import LocalArtifactStore
 from store.db import Database
@@ -62,11 +62,14 @@ def create_app(settings: Settings | None = None, *, context: ServiceContext | No
     app = FastAPI(title="hwnas", version=nas.__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
-    for module in (health, datasets, supernets, searches, subnets, jobs, targets, agents, ui):
+    for module in (health, datasets, checkpoints, supernets, searches, subnets, jobs, targets, agents, ui):
         app.include_router(module.router)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=context.max_body_bytes,
-        larger={"/v1/datasets": context.settings.max_dataset_bytes},
+        larger={
+            "/v1/datasets": context.settings.max_dataset_bytes,
+            "/v1/checkpoints": context.settings.max_dataset_bytes,
+        },
     )
     return app

@@ -10,20 +10,20 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Context, CurrentUser, Page
-from api.errors import ERROR_RESPONSES, invalid
+from api.errors import ERROR_RESPONSES
 from api.routes.params import ResourceId
+from api.routes.uploads import BINARY_BODY, receive_body
 from api.schemas.base import Page as PageOut
 from api.schemas.datasets import DatasetOut, UploadFormat
 from api.services import datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
-_BINARY = {"schema": {"type": "string", "format": "binary"}}
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
         "description": "the dataset file: a .npz, an ImageFolder zip or a zip of the four IDX files",
-        "content": {"application/octet-stream": _BINARY, "application/zip": _BINARY},
+        "content": {"application/octet-stream": BINARY_BODY, "application/zip": BINARY_BODY},
     }
 }
 
@@ -53,12 +53,7 @@ async def upload_dataset(
     scratch_root = ctx.settings.home_dir / "uploads"
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
-        upload = Path(scratch) / "upload"
-        with upload.open("wb") as out:
-            async for chunk in request.stream():
-                out.write(chunk)
-        if upload.stat().st_size == 0:
-            raise invalid("body", "the body is empty: send the dataset file as the request body")
+        upload = await receive_body(request, Path(scratch) / "upload", "the dataset file")
         dataset, created = await run_in_threadpool(datasets.ingest, ctx, user, upload, name, format)
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from api.context import ServiceContext
 from api.errors import invalid
 from api.schemas.supernets import SupernetCreate
+from api.services.checkpoints import user_checkpoint
 from api.services.datasets import server_data_path
 from api.services.ownership import owned
 from api.services.pages import paginate
@@ -41,7 +42,8 @@ def train_params(ctx: ServiceContext, user: User, request: SupernetCreate) -> di
         ApiError: 422 naming ``config.space``, ``config.dataset`` or ``config.strategy`` when the
             name is not registered (the message lists the registered names), ``dataset_id`` when it
             comes with ``config.dataset``, ``config.data_dir`` outside the data roots; 404 naming
-            ``dataset_id`` for a dataset that is not the user's.
+            ``dataset_id`` for a dataset that is not the user's; ``config.init_from.*`` (see
+            `_checked_init_from`).
     """
     from nas.data import list_datasets
     from nas.spaces import list_spaces
@@ -65,7 +67,39 @@ def train_params(ctx: ServiceContext, user: User, request: SupernetCreate) -> di
     elif config["dataset"] in PATH_DATASETS:
         raise invalid("config.dataset", f"{config['dataset']!r} reads a path on the server: upload the dataset "
                                         "(POST /v1/datasets) and train with dataset_id instead")  # fmt: skip
+    if config["init_from"] is not None:
+        config["init_from"] = _checked_init_from(ctx, user, config["init_from"], config["space"])
     return params
+
+
+def _checked_init_from(ctx: ServiceContext, user: User, init: dict[str, Any], space: str) -> dict[str, Any]:
+    """``config.init_from`` checked: the user's checkpoint or supernet, of the space trained; a path in a data root.
+
+    Raises:
+        ApiError: 404 naming the field for a checkpoint or supernet that is not the user's; 422 naming
+            it for one of another space (or width), a supernet without a checkpoint, a path outside
+            the data roots.
+    """
+    if init["checkpoint"] is not None:
+        field = "config.init_from.checkpoint"
+        return {**init, "checkpoint": server_data_path(ctx, init["checkpoint"], field)}
+    if init["artifact_id"] is not None:
+        field = "config.init_from.artifact_id"
+        found = user_checkpoint(ctx, user, init["artifact_id"], field).space
+    else:
+        field = "config.init_from.supernet_id"
+        with ctx.db.reader() as s:
+            supernet = owned(s, Supernet, init["supernet_id"], user, field)
+            if not supernet.checkpoint:
+                raise invalid(field, f"supernet {supernet.id} has no checkpoint yet; wait for its training to end")
+            found = supernet.space
+    if found != space:
+        raise invalid(
+            field,
+            f"its weights are of space {found}, and config.space is {space}: transfer needs the same space and "
+            "width (train with that space, or start from a checkpoint of this one)",
+        )
+    return init
 
 
 def list_supernets(

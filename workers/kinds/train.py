@@ -10,12 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
 
 from store.artifacts import StoredFile, register_artifact
-from store.models import Supernet
+from store.models import Artifact, Supernet
 from store.queue import Lease
-from workers.kinds.base import TypedJobKind, WorkContext, register_job_kind
+from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
 from workers.kinds.datasets import FileRef, dataset_file, local_dataset
+from workers.kinds.supernets import checkpoint_inputs
 
 CHECKPOINT_PREFIX = "jobs/{job_id}/supernet/checkpoint"
+PRETRAINED_KIND = "checkpoint"
+"""The artefact kind of an uploaded pretrained checkpoint (``POST /v1/checkpoints``; no job made it)."""
+WEIGHTS_FILE = "weights.safetensors"
+"""The supernet's weights in a training checkpoint (`nas.train.checkpoint`)."""
 
 
 class TrainParams(BaseModel):
@@ -36,9 +41,10 @@ class TrainParams(BaseModel):
 
 
 class TrainInputs(BaseModel):
-    """The uploaded dataset's stored file, if the job trains on one."""
+    """The uploaded dataset's stored file, if the job trains on one; the pretrained weights' file, if any."""
 
     dataset: FileRef | None = None
+    init: dict[str, FileRef] | None = Field(None, description="config.init_from's artefact: {file name: ref}")
 
 
 class TrainOutcome(BaseModel):
@@ -48,6 +54,9 @@ class TrainOutcome(BaseModel):
     resumed_after_epochs: int = Field(description="epochs an earlier attempt had done")
     history: list[dict[str, Any]]
     files: list[StoredFile]
+    transfer: dict[str, Any] | None = Field(
+        None, description="with config.init_from: tensors loaded, adapted, initialised (nas.supernet.transfer)"
+    )
 
 
 @register_job_kind("train_supernet")
@@ -63,15 +72,17 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
     Result = TrainOutcome
 
     def resolve(self, session: Session, lease: Lease, params: TrainParams) -> TrainInputs:
-        """The uploaded dataset's file (the job's owner must own the dataset)."""
+        """The uploaded dataset's file and the pretrained weights' (the job's owner must own both)."""
         return TrainInputs(
-            dataset=None if params.dataset_id is None else dataset_file(session, lease, params.dataset_id)
+            dataset=None if params.dataset_id is None else dataset_file(session, lease, params.dataset_id),
+            init=pretrained_files(session, lease, params.config.get("init_from")),
         )
 
     def work(self, params: TrainParams, inputs: TrainInputs, ctx: WorkContext) -> TrainOutcome:
         """Train (or finish training) and store the checkpoint; an uploaded dataset is read from its local copy."""
         from nas.train import ProgressEvent, TrainConfig, train_supernet
         from nas.train.checkpoint import find_checkpoint
+        from nas.train.config import InitFrom
 
         out = ctx.run_dir / "train"
         found = find_checkpoint(out)
@@ -85,11 +96,20 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
         config = TrainConfig.model_validate(params.config)
         if inputs.dataset is not None:
             config = config.model_copy(update={"data_dir": str(local_dataset(inputs.dataset, ctx))})
+        if inputs.init is not None:
+            init_dir = ctx.run_dir / "init"
+            if not found:  # a resumed run has the weights already (and the same path in its config)
+                ctx.store.fetch_tree(inputs.init, init_dir)
+            (name,) = inputs.init
+            config = config.model_copy(update={"init_from": InitFrom(checkpoint=str(init_dir / name))})
         run = train_supernet(config, out, progress=report)
         final = find_checkpoint(out)
         assert final is not None, "train_supernet returned without a checkpoint"
         stored = ctx.store.put_tree(CHECKPOINT_PREFIX.format(job_id=ctx.job_id), final)
-        return TrainOutcome(epochs=len(run.history), resumed_after_epochs=done, history=run.history, files=stored)
+        return TrainOutcome(
+            epochs=len(run.history), resumed_after_epochs=done, history=run.history, files=stored,
+            transfer=run.supernet.metadata.get("transfer"),
+        )  # fmt: skip
 
     def record(self, session: Session, lease: Lease, params: TrainParams, result: TrainOutcome) -> dict[str, Any]:
         """Register the checkpoint's artefacts and the supernet."""
@@ -103,9 +123,36 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
             user_id=lease.user_id, job_id=lease.job_id, name=params.name, space=params.config["space"],
             dataset=params.config["dataset"] if params.dataset_id is None else f"dataset:{params.dataset_id}",
             dataset_id=params.dataset_id, strategy=params.config["strategy"], config=params.config,
-            metrics={"epochs": len(history), "final_loss": history[-1]["loss"] if history else None},
+            metrics={"epochs": len(history), "final_loss": history[-1]["loss"] if history else None}
+            | ({} if result.transfer is None else {"transfer": result.transfer}),
             checkpoint=checkpoint,
         )  # fmt: skip
         session.add(supernet)
         session.flush()
         return {"supernet_id": supernet.id}
+
+
+def pretrained_files(session: Session, lease: Lease, init_from: dict[str, Any] | None) -> dict[str, FileRef] | None:
+    """The file to fetch for ``config.init_from``: an uploaded checkpoint, or an earlier supernet's weights.
+
+    None for no ``init_from`` or a server path (``checkpoint``, read where it is).
+
+    Raises:
+        JobError: ``not_found`` (no such uploaded checkpoint or supernet, or another user's) or
+            ``not_ready`` (the supernet has no checkpoint yet).
+    """
+    if init_from is None or init_from.get("checkpoint") is not None:
+        return None
+    if init_from.get("supernet_id") is not None:
+        weights = checkpoint_inputs(session, lease, init_from["supernet_id"]).checkpoint[WEIGHTS_FILE]
+        return {WEIGHTS_FILE: weights}
+    ident = init_from["artifact_id"]
+    artifact = session.get(Artifact, ident)
+    if (
+        artifact is None
+        or artifact.kind != PRETRAINED_KIND
+        or artifact.job_id is not None
+        or (lease.user_id is not None and artifact.user_id != lease.user_id)
+    ):
+        raise JobError("not_found", f"init_from.artifact_id {ident}: no such uploaded checkpoint")
+    return {"pretrained.safetensors": (artifact.key, artifact.sha256)}
