@@ -161,6 +161,16 @@ class Client:
         """Queue a target's latency models (``POST /v1/targets/{target}/models``); returns the job."""
         return self._json("POST", f"/v1/targets/{target}/models", json=body, headers=self._key(idempotency_key))
 
+    def finetune_subnet(
+        self, subnet_id: int, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Queue the fine-tuning of a subnet (``POST /v1/subnets/{subnet_id}/finetune``); returns the job.
+
+        The job's result names the new subnet (``subnet_id``). A repeat with the same
+        `idempotency_key` returns the first job (default: a fresh key per call).
+        """
+        return self._json("POST", f"/v1/subnets/{subnet_id}/finetune", json=body, headers=self._key(idempotency_key))
+
     def latency_models(self, target: str) -> list[dict[str, Any]]:
         """The target's latency models with their quality (``GET /v1/targets/{target}/models``)."""
         models: list[dict[str, Any]] = self._request("GET", f"/v1/targets/{target}/models").json()

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import socket
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -19,9 +23,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.context import ServiceContext
+from cli import main
 from nas.spaces import get_space
 from store.models import Job, Subnet, Supernet
-from tests.api_helpers import Users, make_context, make_users
+from tests.api_helpers import Users, make_context, make_users, serving
 from tests.e2e.test_delivery import run_job, user_top1
 from workers.kinds import validate_params
 from workers.runner import Runner
@@ -178,3 +183,37 @@ def test_unknown_target_is_404_and_a_supernet_without_checkpoint_409(
     assert r.status_code == 409 and r.json()["code"] == "not_ready", r.text
     assert f"supernet {untrained_id} has no checkpoint" in r.json()["message"]
     assert count(ctx, Job) == jobs_before
+
+
+def test_cli_finetune_waits_and_prints_the_new_subnet_beside_its_parent(
+    ctx: ServiceContext, users: Users, supernet_id: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parent = add_subnet(ctx, users.a_id, supernet_id)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+
+    def worker() -> None:  # the service's worker: runs the job once the CLI has queued it
+        runner = Runner(ctx.queue, ctx.store, ctx.settings.runs_path, lease_s=120, progress_interval_s=0)
+        deadline = time.monotonic() + 300
+        while runner.run_once() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    token = users.a["Authorization"].removeprefix("Bearer ")
+    with serving(ctx, port) as url:
+        code = main(["finetune", str(parent), "--epochs", "1", "--batch-size", "32", "--wait", "--server", url,
+                     "--token", token])  # fmt: skip
+        out = capsys.readouterr().out
+        assert main(["finetune", str(parent), "--epochs", "0", "--server", url, "--token", token]) == 1
+        assert "epochs" in capsys.readouterr().err
+    thread.join(timeout=10)
+    assert code == 0, out
+    new = re.search(rf"subnet (\d+) \(fine-tuned from subnet {parent}\)", out)
+    assert new is not None, out
+    assert "(parent 0.5000)" in out and re.search(r"latency:cpu-ort: [0-9.]+ ms \(parent -\)", out), out
+    with ctx.db.reader() as s:
+        row = s.get(Subnet, int(new.group(1)))
+        assert row is not None and row.parent_id == parent and row.validated is not None
+    assert f"accuracy: {row.validated['accuracy']:.4f} (parent 0.5000)" in out
