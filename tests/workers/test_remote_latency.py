@@ -181,6 +181,23 @@ def test_a_rerun_of_the_job_keeps_the_results_it_got_and_measures_nothing_twice(
             assert task.finished_at == before[task.id][1]  # kept, not measured again
 
 
+def test_a_remote_model_job_run_as_a_ray_task_reaches_the_agents_through_the_database(
+    service: Service, url: str, local_ray: None
+) -> None:
+    from workers.executors import RayExecutor
+    from workers.runner import Runner
+
+    job = service.submit("build_latency_model", {"target": BOARD, **MODEL_BODY, "samples": 10})
+    runner = Runner(service.queue, service.store, service.settings.runs_path, executor=RayExecutor(), lease_s=60,
+                    progress_interval_s=0)  # fmt: skip
+    with agents(url, service, "board-1"):
+        done = runner.run_once()
+    assert done is not None and done.id == job.id
+    assert done.status.value == "SUCCEEDED", done.error_message
+    assert (done.result or {})["learned_quality"]["n"] == 10
+    assert {t.status for t in job_tasks(service, job.id)} == {"DONE"}
+
+
 def test_a_model_job_reports_the_layers_the_device_cannot_run(service: Service, url: str) -> None:
     job = service.submit("build_latency_model", {"target": BOARD, **MODEL_BODY, "learned": False, "samples": 0})
     client = AgentClient(url, service.headers["Authorization"].split()[1])
