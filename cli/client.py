@@ -190,6 +190,17 @@ class Client:
             headers={"Content-Type": "application/octet-stream"}, extensions={IDEMPOTENT: True},
         )  # fmt: skip
 
+    def upload_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Upload a pretrained checkpoint (``POST /v1/checkpoints``); returns the stored checkpoint.
+
+        The service checks it (weights only, a registered space) before answering; uploading the
+        same file again returns the first one, so a retried upload is harmless.
+        """
+        return self._json(
+            "POST", "/v1/checkpoints", content=Path(path).read_bytes(),
+            headers={"Content-Type": "application/octet-stream"}, extensions={IDEMPOTENT: True},
+        )  # fmt: skip
+
     def job(self, job_id: int) -> dict[str, Any]:
         """A job: status, progress, result or error."""
         return self._json("GET", f"/v1/jobs/{job_id}")

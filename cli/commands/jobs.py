@@ -64,6 +64,21 @@ def _overlay(body: dict[str, Any], **values: Any) -> dict[str, Any]:
     return {**body, **{k: v for k, v in values.items() if v is not None and v != [] and v != {}}}
 
 
+def init_source(client: Client, text: str) -> dict[str, Any]:
+    """``--init-from`` as ``config.init_from``: ``supernet:N``, a local file (uploaded now), or a server path."""
+    kind, _, ident = text.partition(":")
+    if kind == "supernet":
+        if not ident.isdigit():
+            raise CLIError(f"--init-from: expected supernet:N with N a supernet id, got {text!r}")
+        return {"supernet_id": int(ident)}
+    if Path(text).is_file():
+        stored = client.upload_checkpoint(text)
+        console.print(f"uploaded {text} as checkpoint {stored['id']} ({stored['space']}, "
+                      f"{stored['in_channels']} channel(s), {stored['num_classes']} classes)")  # fmt: skip
+        return {"artifact_id": stored["id"]}
+    return {"checkpoint": text}
+
+
 submit = typer.Typer(help="Queue a supernet training or a search on the service.", no_args_is_help=True)
 
 
@@ -81,6 +96,13 @@ def submit_supernet(
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            help="start from pretrained weights: a checkpoint file here (uploaded first, e.g. OFA's .pth), "
+            "supernet:N (a supernet of yours), or a path on the server (inside its data roots)"
+        ),
+    ] = None,
     idempotency_key: KeyOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -89,8 +111,10 @@ def submit_supernet(
     body = read_body(file)
     config = _overlay(dict(body.get("config") or {}), space=space, dataset=dataset, strategy=strategy, epochs=epochs,
                       batch_size=batch_size, lr=lr, seed=seed)  # fmt: skip
-    body = _overlay(body, name=name, config=config, dataset_id=dataset_id)
     with make_client(server, token) as client:
+        if init_from is not None:
+            config["init_from"] = init_source(client, init_from)
+        body = _overlay(body, name=name, config=config, dataset_id=dataset_id)
         job = client.submit_supernet(body, idempotency_key=idempotency_key)
     console.print(f"queued job {job['id']} ({job['kind']}, {job['status']}); follow it with: hwnas watch {job['id']}")
 

@@ -16,11 +16,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.context import ServiceContext
+from cli import main
 from nas.spaces.ofa_mbv3 import DEMO_SPACE
 from store.models import Artifact, Job, Supernet
 from tests.api_helpers import Users, make_context, make_users
+from tests.cli.test_client import Live
 from tests.e2e.test_dataset_upload import run_next
 from tests.nas.test_transfer import CLASSIFIER, SPACE, NotATensor, imagenet_checkpoint
+from workers.runner import Runner
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -166,3 +169,35 @@ def test_bad_checkpoints_and_references_are_refused_and_nothing_is_stored(
     assert train(client, users, {"supernet_id": bobs_supernet}, who="b").status_code == 202
     with ctx.db.reader() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_a_server_checkpoint_of_another_width_fails_the_job_before_training(
+    rest: tuple[ServiceContext, TestClient, Users],
+) -> None:
+    ctx, client, users = rest
+    path = ctx.settings.data_roots[0] / "demo.pth"
+    imagenet_checkpoint(path, space=DEMO_SPACE)
+    assert train(client, users, {"checkpoint": str(path)}).status_code == 202  # its content is read by the worker
+    done = Runner(ctx.queue, ctx.store, ctx.settings.runs_path, lease_s=120, progress_interval_s=0).run_once()
+    assert done is not None and done.status.value == "FAILED"
+    message = done.error_message or ""
+    assert "another space or width" in message and "first_conv.conv.weight" in message
+    with ctx.db.reader() as s:
+        assert s.scalar(select(func.count()).select_from(Supernet)) == 0
+
+
+def test_cli_submit_supernet_init_from(live_cli: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    imagenet_checkpoint(tmp_path / "ofa.pth")
+    args = ["submit", "supernet", "--space", SPACE, "--dataset", "demo", "--epochs", "1"]
+    assert main([*args, "--init-from", str(tmp_path / "ofa.pth")]) == 0
+    out = capsys.readouterr().out
+    assert f"as checkpoint 1 ({SPACE}, 3 channel(s), 1000 classes)" in out and "queued job 1" in out
+    with live_cli.ctx.db.reader() as s:
+        job = s.get(Job, 1)
+        assert job is not None and job.params["config"]["init_from"]["artifact_id"] == 1
+    assert main([*args, "--init-from", "supernet:x"]) == 1
+    assert "expected supernet:N" in capsys.readouterr().err
+    assert main([*args, "--init-from", "supernet:7"]) == 1
+    assert "config.init_from.supernet_id" in capsys.readouterr().err
+    assert main([*args, "--init-from", "/srv/not/here.pth"]) == 1  # a server path: this service has no data roots
+    assert "config.init_from.checkpoint" in capsys.readouterr().err
