@@ -16,6 +16,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +26,11 @@ from sqlalchemy import func, select
 from api.context import ServiceContext
 from cli import main
 from nas.spaces import get_space
-from store.models import Job, Subnet, Supernet
+from store.models import Artifact, Job, Subnet, Supernet
 from tests.api_helpers import Users, make_context, make_users, serving
 from tests.e2e.test_delivery import run_job, user_top1
 from workers.kinds import validate_params
+from workers.kinds.finetune import FinetuneParams
 from workers.runner import Runner
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -217,3 +219,34 @@ def test_cli_finetune_waits_and_prints_the_new_subnet_beside_its_parent(
         row = s.get(Subnet, int(new.group(1)))
         assert row is not None and row.parent_id == parent and row.validated is not None
     assert f"accuracy: {row.validated['accuracy']:.4f} (parent 0.5000)" in out
+
+
+def test_a_reclaimed_job_resumes_from_the_checkpoint_of_its_first_attempt(
+    ctx: ServiceContext, users: Users, supernet_id: int, tmp_path: Path
+) -> None:
+    from nas.train import load_run
+    from nas.train.finetune import FinetuneEvent, finetune_subnet
+
+    parent = add_subnet(ctx, users.a_id, supernet_id)
+    params = validate_params("finetune_subnet", {"subnet_id": parent, **QUICK})
+    job, _ = ctx.queue.submit("finetune_subnet", params, user_id=users.a_id)
+    with ctx.db.reader() as s:
+        supernet, parent_row = s.get(Supernet, supernet_id), s.get(Subnet, parent)
+        assert supernet is not None and supernet.checkpoint is not None and parent_row is not None
+        files = {name: s.get(Artifact, i) for name, i in supernet.checkpoint.items()}
+    ctx.store.fetch_tree({n: (a.key, a.sha256) for n, a in files.items() if a}, tmp_path / "supernet" / "checkpoint")
+
+    def died(event: FinetuneEvent) -> None:  # the first attempt's worker died early in its second epoch
+        if (event.epoch, event.step) == (1, 0):
+            raise SystemExit
+
+    config = FinetuneParams.model_validate(params).config()
+    with pytest.raises(SystemExit):
+        finetune_subnet(load_run(tmp_path / "supernet").supernet, parent_row.arch, config,
+                        out_dir=ctx.settings.runs_path / f"job-{job.id}" / "finetune", progress=died)  # fmt: skip
+    done = Runner(ctx.queue, ctx.store, ctx.settings.runs_path, lease_s=120, progress_interval_s=0).run_once()
+    assert done is not None and done.id == job.id and done.status.value == "SUCCEEDED", done and done.error_message
+    result = done.result or {}
+    assert result["resumed_after_epochs"] == 1 and len(result["history"]) == 2
+    epochs = [e.data["epoch"] for e in ctx.queue.events(job.id) if e.type == "progress" and "epoch" in e.data]
+    assert epochs and min(epochs) == 1, "the job starts where the first attempt's checkpoint ends"
