@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.commands.jobs import KeyOption, follow
-from cli.console import CLIError, console
+from cli.commands.jobs import KeyOption, queued_then_followed
+from cli.console import console
 from cli.options import ServerOption, TokenOption, make_client
 
 
@@ -45,16 +45,11 @@ def finetune(
     options = {"lr": lr, "batch_size": batch_size, "kd_ratio": kd_ratio, "seed": seed, "targets": target}
     body: dict[str, Any] = {"epochs": epochs} | {k: v for k, v in options.items() if v is not None}
     with make_client(server, token) as client:
-        job = client.finetune_subnet(subnet_id, body, idempotency_key=idempotency_key)
-        console.print(
-            f"queued job {job['id']} ({job['kind']}, {job['status']}); follow it with: hwnas watch {job['id']}"
+        job = queued_then_followed(
+            client, client.finetune_subnet(subnet_id, body, idempotency_key=idempotency_key), wait
         )
-        if not wait:
+        if job is None:
             return
-        job = follow(client, job["id"], console)
-        if job["status"] != "SUCCEEDED":
-            error = job.get("error") or {}
-            raise CLIError(f"job {job['id']} {job['status']}: {error.get('code')}: {error.get('message')}")
         new, parent = client.subnet(job["result"]["subnet_id"]), client.subnet(subnet_id)
     for line in comparison(new, parent):
         console.print(line, markup=False, highlight=False)

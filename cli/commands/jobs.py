@@ -257,6 +257,29 @@ def summary(job: dict[str, Any]) -> list[str]:
     return lines + ["  " + "; ".join(part) for part in (made, figures) if part] + ["  " + t for t in texts]
 
 
+def succeeded(job: dict[str, Any]) -> dict[str, Any]:
+    """The ended job if it succeeded.
+
+    Raises:
+        CLIError: it did not; the line names its status and error.
+    """
+    if job["status"] != "SUCCEEDED":
+        error = job.get("error") or {}
+        detail = f": {error.get('code')}: {error.get('message')}" if error else ""
+        raise CLIError(f"job {job['id']} {job['status']}{detail}")
+    return job
+
+
+def queued_then_followed(client: Client, job: dict[str, Any], wait: bool) -> dict[str, Any] | None:
+    """Say that `job` is queued; with `wait`, follow it to its end and return it if it succeeded (else None).
+
+    Raises:
+        CLIError: with `wait`, the job did not succeed.
+    """
+    console.print(f"queued job {job['id']} ({job['kind']}, {job['status']}); follow it with: hwnas watch {job['id']}")
+    return succeeded(follow(client, job["id"], console)) if wait else None
+
+
 def watch(
     job_id: Annotated[int, typer.Argument(help="the job (a search's job_id, or a training job)")],
     as_json: JsonOption = False,
@@ -271,10 +294,7 @@ def watch(
         job = follow(client, job_id, err_console if as_json else console)
     if as_json:
         console.print_json(data=job)
-    if job["status"] != "SUCCEEDED":
-        error = job.get("error") or {}
-        detail = f": {error.get('code')}: {error.get('message')}" if error else ""
-        raise CLIError(f"job {job_id} {job['status']}{detail}")
+    succeeded(job)
     if not as_json:
         for line in summary(job):
             console.print(line, markup=False, highlight=False)

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.commands.jobs import KeyOption, follow
-from cli.console import CLIError, console
+from cli.commands.jobs import KeyOption, queued_then_followed
+from cli.console import console
 from cli.options import ServerOption, TokenOption, make_client
 
 target = typer.Typer(
@@ -48,16 +48,11 @@ def build(
     body: dict[str, Any] = {"space": space, "table": table, "learned": learned}
     body |= {k: v for k, v in {"samples": samples, "resolutions": resolution, "seed": seed}.items() if v}
     with make_client(server, token) as client:
-        job = client.build_latency_model(name, body, idempotency_key=idempotency_key)
-        console.print(
-            f"queued job {job['id']} ({job['kind']}, {job['status']}); follow it with: hwnas watch {job['id']}"
+        job = queued_then_followed(
+            client, client.build_latency_model(name, body, idempotency_key=idempotency_key), wait
         )
-        if not wait:
-            return
-        job = follow(client, job["id"], console)
-    if job["status"] != "SUCCEEDED":
-        error = job.get("error") or {}
-        raise CLIError(f"job {job['id']} {job['status']}: {error.get('code')}: {error.get('message')}")
+    if job is None:
+        return
     result = job["result"]
     lines = [f"{name}: {len(result['samples'])} subnets measured end to end"]
     if result.get("file"):

@@ -105,7 +105,7 @@ def test_dockerfile_installs_cpu_torch_first_and_copies_what_exists() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
     runs = [line for line in lines if line.startswith("RUN ")]
     assert "torch==2.13.0" in runs[0] and "download.pytorch.org/whl/cpu" in runs[0]
-    assert any(re.search(r"pip install (-e )?\.$", r) for r in runs[1:])
+    assert any(re.search(r"pip install (-e )?'\.\[service\]'$", r) for r in runs[1:])  # the service extra
     for line in lines:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from api.context import ServiceContext
 from nas.data import load_dataset
-from tests.api_helpers import Users, make_context
+from tests.api_helpers import Users
 from workers.kinds import validate_params
 from workers.runner import Runner
 
@@ -30,28 +29,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SPACE = "ofa_mbv3_d234_e346_k357_32px"
 FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "runs": 3, "retries": 0}
-
-
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceContext]:
-    context = make_context(tmp_path_factory.mktemp("delivery"), sse_poll_s=0.01)
-    yield context
-    context.db.dispose()
-
-
-@pytest.fixture(scope="module")
-def users(ctx: ServiceContext) -> Users:
-    from tests.api_helpers import make_users
-
-    return make_users(ctx.db)
-
-
-@pytest.fixture(scope="module")
-def client(ctx: ServiceContext) -> Iterator[TestClient]:
-    from api.app import create_app
-
-    with TestClient(create_app(context=ctx)) as c:
-        yield c
 
 
 def run_job(ctx: ServiceContext, client: TestClient, users: Users, job: dict[str, Any]) -> dict[str, Any]:

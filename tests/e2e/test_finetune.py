@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from api.context import ServiceContext
 from cli import main
 from nas.spaces import get_space
 from store.models import Artifact, Job, Subnet, Supernet
-from tests.api_helpers import Users, make_context, make_users, serving
+from tests.api_helpers import Users, serving
 from tests.e2e.test_delivery import run_job, user_top1
 from workers.kinds import validate_params
 from workers.kinds.finetune import FinetuneParams
@@ -40,26 +39,6 @@ FAST = {"warmup_runs": 1, "warmup_seconds": 0.0, "runs": 3, "retries": 0}
 TINY = {"space": SPACE, "dataset": "demo", "epochs": 1, "batch_size": 32, "train_images": 64, "num_random": 1,
         "bn_recal_images": 64}  # fmt: skip
 QUICK = {"epochs": 2, "batch_size": 32, "train_images": 320, "lr": 0.05, "measure": FAST}
-
-
-@pytest.fixture(scope="module")
-def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceContext]:
-    context = make_context(tmp_path_factory.mktemp("finetune"), sse_poll_s=0.01)
-    yield context
-    context.db.dispose()
-
-
-@pytest.fixture(scope="module")
-def users(ctx: ServiceContext) -> Users:
-    return make_users(ctx.db)
-
-
-@pytest.fixture(scope="module")
-def client(ctx: ServiceContext) -> Iterator[TestClient]:
-    from api.app import create_app
-
-    with TestClient(create_app(context=ctx)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
