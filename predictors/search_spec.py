@@ -117,21 +117,24 @@ class SearchGoal(BaseModel):
         return [t for t in map(latency_target, self.objectives) if t is not None]
 
 
+def _measure_settings(fields: dict[str, Any]) -> dict[str, Any]:
+    from predictors.latency import MeasureSettings
+
+    return MeasureSettings.from_dict(fields).to_dict()
+
+
+MeasureSettingsDict = Annotated[dict[str, Any], AfterValidator(_measure_settings)]
+"""`predictors.latency.MeasureSettings` fields in a request, checked and completed with the defaults."""
+
+
 class SearchSpec(SearchGoal):
     """A search's goal and how latencies are measured (for tables built on the way and for validation)."""
 
-    measure: dict[str, Any] = Field(
+    measure: MeasureSettingsDict = Field(
         default_factory=dict,
         validate_default=True,
         description="predictors.latency.MeasureSettings fields (default: its defaults)",
     )
-
-    @field_validator("measure")
-    @classmethod
-    def _valid_measure(cls, measure: dict[str, Any]) -> dict[str, Any]:
-        from predictors.latency import MeasureSettings
-
-        return MeasureSettings.from_dict(measure).to_dict()
 
     @property
     def measure_settings(self) -> MeasureSettings:

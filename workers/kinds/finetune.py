@@ -17,13 +17,13 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.orm import Session
 
 from nas.finetune_config import FinetuneConfig
+from predictors.search_spec import MeasureSettingsDict
 from store.artifacts import StoredFile, register_artifact
 from store.models import Search, Subnet
 from store.queue import Lease
 from workers.agent_device import AgentsUnreachableError
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
-from workers.kinds.latency import find_target, target_device, target_spec
-from workers.kinds.search import _local_targets
+from workers.kinds.latency import find_target, local_targets, target_device, target_spec
 from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
 DEFAULT_TARGET = "cpu-ort"
@@ -37,7 +37,7 @@ class FinetuneRequest(FinetuneConfig):
         None, max_length=8, description="targets to measure the latency on (default: the parent's search's "
         "targets measured by the cluster, else cpu-ort)",
     )  # fmt: skip
-    measure: dict[str, Any] = Field(
+    measure: MeasureSettingsDict = Field(
         default_factory=dict, validate_default=True,
         description="predictors.latency.MeasureSettings fields (default: its defaults)",
     )  # fmt: skip
@@ -48,13 +48,6 @@ class FinetuneRequest(FinetuneConfig):
         if targets is not None and len(set(targets)) != len(targets):
             raise ValueError(f"targets are repeated: {targets}")
         return targets
-
-    @field_validator("measure")
-    @classmethod
-    def _valid_measure(cls, measure: dict[str, Any]) -> dict[str, Any]:
-        from predictors.latency import MeasureSettings
-
-        return MeasureSettings.from_dict(measure).to_dict()
 
     def config(self) -> FinetuneConfig:
         """The fine-tuning options alone."""
@@ -70,7 +63,7 @@ class FinetuneParams(FinetuneRequest):
 def default_targets(session: Session, subnet: Subnet) -> list[str]:
     """Where a fine-tuned `subnet` is measured by default: its search's cluster targets, else `DEFAULT_TARGET`."""
     search = session.get(Search, subnet.search_id) if subnet.search_id is not None else None
-    return (_local_targets(search.targets) if search is not None else []) or [DEFAULT_TARGET]
+    return (local_targets(search.targets) if search is not None else []) or [DEFAULT_TARGET]
 
 
 class MeasuredTarget(BaseModel):
@@ -113,7 +106,7 @@ class FinetuneSubnetJob(TypedJobKind[FinetuneParams, FinetuneInputs, FinetuneOut
 
     def ray_resources(self, params: FinetuneParams) -> dict[str, float]:
         """The resources of the cluster targets the job measures on."""
-        return {f"target:{name}": 1.0 for name in _local_targets(params.targets or [DEFAULT_TARGET])}
+        return {f"target:{name}": 1.0 for name in local_targets(params.targets or [DEFAULT_TARGET])}
 
     def resolve(self, session: Session, lease: Lease, params: FinetuneParams) -> FinetuneInputs:
         """The parent subnet, its supernet's checkpoint and the targets (the job's owner must own them).

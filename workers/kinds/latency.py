@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nas.space import Arch, as_rng
+from predictors.search_spec import MeasureSettingsDict
 from store.artifacts import StoredFile, register_artifact
 from store.engine import Database
 from store.models import LatencyMeasurement, LatencyTable, Target
@@ -44,6 +45,13 @@ def target_spec(row: Target) -> dict[str, Any]:
     return row_spec(row).to_dict()
 
 
+def local_targets(names: list[str]) -> list[str]:
+    """The targets among `names` that a worker node measures itself (built in, not remote)."""
+    from predictors.latency import targets as builtin
+
+    return [n for n in names if n in builtin.list_targets() and not builtin.get_target(n).remote]
+
+
 def find_target(session: Session, lease: Lease, name: str) -> Target:
     """The target row `name` that the job's owner may use (theirs or a shared one); built-ins get a row.
 
@@ -63,9 +71,10 @@ class LatencyModelRequest(BaseModel):
 
     space: str = Field(description="a registered space preset (see `hwnas spaces`)")
     resolutions: list[int] | None = Field(None, description="a subset of the space's resolutions (default: all)")
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description="predictors.latency.MeasureSettings fields (warm-up, runs, noise threshold)"
-    )
+    settings: MeasureSettingsDict = Field(
+        default_factory=dict, validate_default=True,
+        description="predictors.latency.MeasureSettings fields (warm-up, runs, noise threshold)",
+    )  # fmt: skip
     table: bool = Field(True, description="measure the per-layer lookup table")
     learned: bool = Field(True, description="fit the learned predictor on the end-to-end samples (needs 10)")
     samples: int = Field(
@@ -86,13 +95,6 @@ class LatencyModelRequest(BaseModel):
         if space not in list_spaces():
             raise ValueError(f"unknown space {space!r}; registered: {list_spaces()}")
         return space
-
-    @field_validator("settings")
-    @classmethod
-    def _valid_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        from predictors.latency import MeasureSettings
-
-        return MeasureSettings.from_dict(settings).to_dict()
 
     @model_validator(mode="after")
     def _something_to_build(self) -> LatencyModelRequest:
@@ -173,9 +175,7 @@ class BuildLatencyModelJob(TypedJobKind[LatencyModelParams, ModelInputs, Latency
 
     def ray_resources(self, params: LatencyModelParams) -> dict[str, float]:
         """One unit of a cluster target's resource, so measurements on a node run one at a time."""
-        from predictors.latency import list_targets
-
-        return {f"target:{params.target}": 1.0} if params.target in list_targets() else {}
+        return {f"target:{name}": 1.0 for name in local_targets([params.target])}
 
     def resolve(self, session: Session, lease: Lease, params: LatencyModelParams) -> ModelInputs:
         """The target's measurement spec and row."""

@@ -30,7 +30,14 @@ from store.queue import Lease
 from workers.agent_device import AgentsUnreachableError
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
 from workers.kinds.datasets import FileRef
-from workers.kinds.latency import best_latency_model, find_target, load_latency_model, target_device, target_spec
+from workers.kinds.latency import (
+    best_latency_model,
+    find_target,
+    load_latency_model,
+    local_targets,
+    target_device,
+    target_spec,
+)
 from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
 EVALUATION_CACHE = "evaluation_cache"
@@ -40,13 +47,6 @@ EVALUATION_CACHE = "evaluation_cache"
 def evaluations_prefix(supernet_id: int) -> str:
     """Where the artefacts of a supernet's evaluation cache are stored (one file per search that added to it)."""
     return f"supernets/{supernet_id}/evaluations/"
-
-
-def _local_targets(names: list[str]) -> list[str]:
-    """The targets among `names` that a worker node measures itself (built in, not remote)."""
-    from predictors.latency import targets as builtin
-
-    return [n for n in names if n in builtin.list_targets() and not builtin.get_target(n).remote]
 
 
 class SearchParams(SearchSpec):
@@ -128,7 +128,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
 
     def ray_resources(self, params: SearchParams) -> dict[str, float]:
         """The resources of the local targets whose latencies this job measures."""
-        return {f"target:{name}": 1.0 for name in _local_targets(params.targets)}
+        return {f"target:{name}": 1.0 for name in local_targets(params.targets)}
 
     def resolve(self, session: Session, lease: Lease, params: SearchParams) -> SearchInputs:
         """The checkpoint, the supernet's evaluation-cache files, and per target its spec and newest table (or None).
@@ -137,7 +137,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
             JobError: ``no_latency_model`` for a target without a table that cannot be measured here.
         """
         targets: dict[str, TargetInputs] = {}
-        local = _local_targets(params.targets)
+        local = local_targets(params.targets)
         for name in params.targets:
             target = find_target(session, lease, name)
             row = best_latency_model(session, target.id, params.space)
@@ -176,7 +176,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
                   for name, info in inputs.targets.items() if info.table and info.kind}  # fmt: skip
         devices, closers = {}, []
         for name, info in inputs.targets.items():
-            if info.remote or name in _local_targets(params.targets):
+            if info.remote or name in local_targets(params.targets):
                 devices[name], close = target_device(info.spec, info.target_id, info.remote, ctx)
                 closers.append(close)
         folder = ctx.store.fetch_tree(
