@@ -21,9 +21,8 @@ from predictors.search_spec import MeasureSettingsDict
 from store.artifacts import StoredFile, register_artifact
 from store.models import Search, Subnet
 from store.queue import Lease
-from workers.agent_device import AgentsUnreachableError
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
-from workers.kinds.latency import find_target, local_targets, target_device, target_spec
+from workers.kinds.latency import device_errors, find_target, local_targets, target_device, target_spec
 from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
 DEFAULT_TARGET = "cpu-ort"
@@ -135,7 +134,6 @@ class FinetuneSubnetJob(TypedJobKind[FinetuneParams, FinetuneInputs, FinetuneOut
         from nas.train.evaluate import data_for
         from nas.train.finetune import FinetuneEvent, finetune_subnet
         from predictors.latency import MeasureSettings
-        from predictors.latency.devices import DeviceMeasurementError
         from predictors.latency.drift import measure_batch
 
         supernet = load_supernet(inputs, ctx).supernet
@@ -171,11 +169,8 @@ class FinetuneSubnetJob(TypedJobKind[FinetuneParams, FinetuneInputs, FinetuneOut
                 ctx.progress(stage="measure", target=name, done=done, total=total)
 
             try:
-                (measurement,), _ = measure_batch([onnx], device, settings, measured, label=f"finetune/{name}")
-            except DeviceMeasurementError as error:
-                raise JobError("measurement_failed", str(error)) from None
-            except AgentsUnreachableError as error:
-                raise JobError("no_agent", str(error)) from None
+                with device_errors():
+                    (measurement,), _ = measure_batch([onnx], device, settings, measured, label=f"finetune/{name}")
             finally:
                 close()
             validated[f"latency:{name}"] = measurement.median_ms

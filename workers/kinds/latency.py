@@ -13,7 +13,8 @@ on a few subnets spread over MACs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -185,15 +186,10 @@ class BuildLatencyModelJob(TypedJobKind[LatencyModelParams, ModelInputs, Latency
 
     def work(self, params: LatencyModelParams, inputs: ModelInputs, ctx: WorkContext) -> LatencyModelOutcome:
         """Measure on the target's device, fit, score, store."""
-        from predictors.latency.devices import DeviceMeasurementError
-
         device, close = target_device(inputs.target, inputs.target_id, inputs.remote, ctx, params.wait_s)
         try:
-            return self._build(params, device, ctx)
-        except DeviceMeasurementError as error:
-            raise JobError("measurement_failed", str(error)) from None
-        except AgentsUnreachableError as error:
-            raise JobError("no_agent", str(error)) from None
+            with device_errors():
+                return self._build(params, device, ctx)
         finally:
             close()
 
@@ -329,6 +325,19 @@ def cross_validated(
         for i, value in zip(sorted(held), model.predict([archs[i] for i in sorted(held)]), strict=True):
             predicted[i] = float(value)
     return predicted
+
+
+@contextmanager
+def device_errors() -> Iterator[None]:
+    """A device's failures as job errors: ``measurement_failed`` (naming the models), ``no_agent``."""
+    from predictors.latency.devices import DeviceMeasurementError
+
+    try:
+        yield
+    except DeviceMeasurementError as error:
+        raise JobError("measurement_failed", str(error)) from None
+    except AgentsUnreachableError as error:
+        raise JobError("no_agent", str(error)) from None
 
 
 def target_device(

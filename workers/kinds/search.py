@@ -27,11 +27,11 @@ from predictors.search_spec import SearchSpec
 from store.artifacts import StoredFile, register_artifact
 from store.models import Artifact, LatencyTable, Search, Subnet
 from store.queue import Lease
-from workers.agent_device import AgentsUnreachableError
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
 from workers.kinds.datasets import FileRef
 from workers.kinds.latency import (
     best_latency_model,
+    device_errors,
     find_target,
     load_latency_model,
     local_targets,
@@ -168,7 +168,6 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
     def work(self, params: SearchParams, inputs: SearchInputs, ctx: WorkContext) -> SearchOutcome:
         """Load the stored inputs, `run_search`, store the bundles, the new tables and the new measurements."""
         from predictors.accuracy_data import EvaluationCache, supernet_fingerprint
-        from predictors.latency.devices import DeviceMeasurementError
         from predictors.pipeline import LatencyModelMismatchError, run_search
 
         supernet = load_supernet(inputs, ctx).supernet
@@ -187,14 +186,11 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
         for i in range(len(inputs.evaluations)):
             known.merge(EvaluationCache(folder / f"{i}.json", space, PREDICTOR_SPLIT, fingerprint))
         try:
-            front = run_search(supernet, params, out_dir=ctx.run_dir, evaluations=known, latency=models,
-                               measurable=devices, report=ctx)  # fmt: skip
+            with device_errors():
+                front = run_search(supernet, params, out_dir=ctx.run_dir, evaluations=known, latency=models,
+                                   measurable=devices, report=ctx)  # fmt: skip
         except LatencyModelMismatchError as error:
             raise JobError("latency_model_mismatch", str(error)) from None
-        except DeviceMeasurementError as error:
-            raise JobError("measurement_failed", str(error)) from None
-        except AgentsUnreachableError as error:
-            raise JobError("no_agent", str(error)) from None
         finally:
             for close in closers:
                 close()
