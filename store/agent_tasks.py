@@ -32,7 +32,7 @@ def add_task(
     artifact_id: int,
     settings: MeasureSettings,
     *,
-    user_id: int,
+    user_id: int | None,
     space: str | None = None,
     arch: dict[str, Any] | None = None,
     arch_key: str | None = None,
@@ -46,7 +46,7 @@ def add_task(
         target_id: the target's row.
         artifact_id: the model to measure.
         settings: how to measure it.
-        user_id: who asked.
+        user_id: who asked (None for a job without an owner: no user sees the task).
         space: with `arch` and `arch_key`: the subnet the model is, recorded as a `LatencyMeasurement` once measured.
         arch: the subnet's architecture (canonical).
         arch_key: the subnet's key in the space.

@@ -82,7 +82,7 @@ class AgentDevice(LatencyDevice):
             for key, model in zip(keys, models, strict=True):
                 if key not in known:
                     artifact = self._model_artifact(s, model if isinstance(model, bytes) else Path(model).read_bytes())
-                    add_task(s, self.target_id, artifact.id, settings, user_id=self.user_id or 0, job_id=self.job_id,
+                    add_task(s, self.target_id, artifact.id, settings, user_id=self.user_id, job_id=self.job_id,
                              key=key)  # fmt: skip
         results = self._wait(keys, progress)
         failures = {model_name(i): str(results[k].get("error")) for i, k in enumerate(keys) if "error" in results[k]}

@@ -43,9 +43,9 @@ OFA_TABLE_SPACE = "ofa_mbv3_d234_e346_k357_w1.2"
 _YAML_NAME = re.compile(r"(\d+)_lookup_table\.ya?ml")
 
 ProgressFn = Callable[[int, int, str], None]
+"""Called after each measured batch of layers with (done, total, key of the batch's last layer)."""
 TABLE_CHUNK = 32
 """Layers measured per device batch while a table is built (their ONNX files are held in memory)."""
-"""Called after each measured layer with (done, total, key)."""
 
 
 class LookupTable:

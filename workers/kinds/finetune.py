@@ -22,7 +22,14 @@ from store.artifacts import StoredFile, register_artifact
 from store.models import Search, Subnet
 from store.queue import Lease
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
-from workers.kinds.latency import device_errors, find_target, local_targets, target_device, target_spec
+from workers.kinds.latency import (
+    DeviceTarget,
+    device_errors,
+    find_target,
+    local_targets,
+    measuring_resources,
+    target_device,
+)
 from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
 DEFAULT_TARGET = "cpu-ort"
@@ -65,20 +72,12 @@ def default_targets(session: Session, subnet: Subnet) -> list[str]:
     return (local_targets(search.targets) if search is not None else []) or [DEFAULT_TARGET]
 
 
-class MeasuredTarget(BaseModel):
-    """A target to measure on: its `predictors.latency.Target` dict, its row, and whether agents measure it."""
-
-    spec: dict[str, Any]
-    target_id: int
-    remote: bool
-
-
 class FinetuneInputs(CheckpointInputs):
     """The supernet's checkpoint, the parent subnet, and the targets to measure on."""
 
     supernet_id: int
     arch: dict[str, Any]
-    targets: dict[str, MeasuredTarget]
+    targets: dict[str, DeviceTarget]
 
 
 class FinetuneOutcome(BaseModel):
@@ -105,7 +104,7 @@ class FinetuneSubnetJob(TypedJobKind[FinetuneParams, FinetuneInputs, FinetuneOut
 
     def ray_resources(self, params: FinetuneParams) -> dict[str, float]:
         """The resources of the cluster targets the job measures on."""
-        return {f"target:{name}": 1.0 for name in local_targets(params.targets or [DEFAULT_TARGET])}
+        return measuring_resources(params.targets or [DEFAULT_TARGET])
 
     def resolve(self, session: Session, lease: Lease, params: FinetuneParams) -> FinetuneInputs:
         """The parent subnet, its supernet's checkpoint and the targets (the job's owner must own them).
@@ -117,11 +116,8 @@ class FinetuneSubnetJob(TypedJobKind[FinetuneParams, FinetuneInputs, FinetuneOut
         subnet = session.get(Subnet, params.subnet_id)
         if subnet is None or (lease.user_id is not None and subnet.user_id != lease.user_id):
             raise JobError("not_found", f"subnet_id {params.subnet_id}: no such subnet")
-        targets = {}
-        for name in params.targets or default_targets(session, subnet):
-            row = find_target(session, lease, name)
-            spec = target_spec(row)
-            targets[name] = MeasuredTarget(spec=spec, target_id=row.id, remote=bool(spec.get("remote")))
+        targets = {name: DeviceTarget.of(find_target(session, lease, name))
+                   for name in params.targets or default_targets(session, subnet)}  # fmt: skip
         return FinetuneInputs(**dict(checkpoint_inputs(session, lease, subnet.supernet_id)),
                               supernet_id=subnet.supernet_id, arch=subnet.arch, targets=targets)  # fmt: skip
 
@@ -163,7 +159,7 @@ class FinetuneSubnetJob(TypedJobKind[FinetuneParams, FinetuneInputs, FinetuneOut
         onnx = read_bundle_files(path)[1][ONNX_FILE]
         settings = MeasureSettings.from_dict(params.measure)
         for name, target in inputs.targets.items():
-            device, close = target_device(target.spec, target.target_id, target.remote, ctx)
+            device, close = target_device(target, ctx)
 
             def measured(done: int, total: int, name: str = name) -> None:
                 ctx.progress(stage="measure", target=name, done=done, total=total)

@@ -53,6 +53,11 @@ def local_targets(names: list[str]) -> list[str]:
     return [n for n in names if n in builtin.list_targets() and not builtin.get_target(n).remote]
 
 
+def measuring_resources(names: list[str]) -> dict[str, float]:
+    """The Ray resources of a job that measures on `names`: one unit of each cluster target's ``target:<name>``."""
+    return {f"target:{name}": 1.0 for name in local_targets(names)}
+
+
 def find_target(session: Session, lease: Lease, name: str) -> Target:
     """The target row `name` that the job's owner may use (theirs or a shared one); built-ins get a row.
 
@@ -123,12 +128,24 @@ class LatencyTableParams(LatencyModelParams):
     samples: int = Field(20, ge=0, le=2_000, description="subnets spread over MACs measured end to end")
 
 
-class ModelInputs(BaseModel):
-    """The target's measurement spec (a `predictors.latency.Target` dict), its row, and whether agents measure it."""
+class DeviceTarget(BaseModel):
+    """A target as a job's work needs it to reach its device (see `target_device`).
 
-    target: dict[str, Any]
+    Attributes:
+        spec: its `predictors.latency.Target` dict.
+        target_id: its row.
+        remote: measured by its agents.
+    """
+
+    spec: dict[str, Any]
     target_id: int
     remote: bool
+
+    @classmethod
+    def of(cls, row: Target) -> DeviceTarget:
+        """The target of `row`."""
+        spec = target_spec(row)
+        return cls(spec=spec, target_id=row.id, remote=bool(spec.get("remote")))
 
 
 class LatencySample(BaseModel):
@@ -163,7 +180,7 @@ def _quality(predicted: Sequence[float], measured: Sequence[float]) -> dict[str,
 
 
 @register_job_kind("build_latency_model")
-class BuildLatencyModelJob(TypedJobKind[LatencyModelParams, ModelInputs, LatencyModelOutcome]):
+class BuildLatencyModelJob(TypedJobKind[LatencyModelParams, DeviceTarget, LatencyModelOutcome]):
     """Measures a target's lookup table and end-to-end samples on its device; fits and scores the learned predictor.
 
     A remote target's job waits for its agents (``hwnas agent``); its tasks are kept across
@@ -171,22 +188,20 @@ class BuildLatencyModelJob(TypedJobKind[LatencyModelParams, ModelInputs, Latency
     """
 
     Params = LatencyModelParams
-    Inputs = ModelInputs
+    Inputs = DeviceTarget
     Result = LatencyModelOutcome
 
     def ray_resources(self, params: LatencyModelParams) -> dict[str, float]:
         """One unit of a cluster target's resource, so measurements on a node run one at a time."""
-        return {f"target:{name}": 1.0 for name in local_targets([params.target])}
+        return measuring_resources([params.target])
 
-    def resolve(self, session: Session, lease: Lease, params: LatencyModelParams) -> ModelInputs:
+    def resolve(self, session: Session, lease: Lease, params: LatencyModelParams) -> DeviceTarget:
         """The target's measurement spec and row."""
-        row = find_target(session, lease, params.target)
-        spec = target_spec(row)
-        return ModelInputs(target=spec, target_id=row.id, remote=bool(spec.get("remote")))
+        return DeviceTarget.of(find_target(session, lease, params.target))
 
-    def work(self, params: LatencyModelParams, inputs: ModelInputs, ctx: WorkContext) -> LatencyModelOutcome:
+    def work(self, params: LatencyModelParams, inputs: DeviceTarget, ctx: WorkContext) -> LatencyModelOutcome:
         """Measure on the target's device, fit, score, store."""
-        device, close = target_device(inputs.target, inputs.target_id, inputs.remote, ctx, params.wait_s)
+        device, close = target_device(inputs, ctx, params.wait_s)
         try:
             with device_errors():
                 return self._build(params, device, ctx)
@@ -341,14 +356,12 @@ def device_errors() -> Iterator[None]:
 
 
 def target_device(
-    spec: dict[str, Any], target_id: int, remote: bool, ctx: WorkContext, wait_s: float = 3600.0
+    target: DeviceTarget, ctx: WorkContext, wait_s: float = 3600.0
 ) -> tuple[LatencyDevice, Callable[[], None]]:
     """The device that measures a target for a job, and what closes it: the target's agents, or this process.
 
     Args:
-        spec: the target's `predictors.latency.Target` dict.
-        target_id: its row.
-        remote: measured by agents.
+        target: the target.
         ctx: the job's context (its database, store, cancellation and log).
         wait_s: how long a remote batch may wait without any agent taking or finishing a task.
 
@@ -358,15 +371,15 @@ def target_device(
     from predictors.latency import Target
     from predictors.latency.devices import LocalDevice
 
-    target = Target.from_dict(spec)
-    if not remote:
-        ok, why = target.availability()
+    spec = Target.from_dict(target.spec)
+    if not target.remote:
+        ok, why = spec.availability()
         if not ok:
-            raise JobError("target_unavailable", f"target {target.name!r} cannot be measured here: {why}")
-        return LocalDevice(target), lambda: None
+            raise JobError("target_unavailable", f"target {spec.name!r} cannot be measured here: {why}")
+        return LocalDevice(spec), lambda: None
     if ctx.db_url is None:
-        raise JobError("no_database", f"target {target.name!r} is measured by agents, which this worker cannot reach")
+        raise JobError("no_database", f"target {spec.name!r} is measured by agents, which this worker cannot reach")
     db = Database(ctx.db_url)
-    device = AgentDevice(db, ctx.store, target, target_id, job_id=ctx.job_id, user_id=ctx.user_id,
+    device = AgentDevice(db, ctx.store, spec, target.target_id, job_id=ctx.job_id, user_id=ctx.user_id,
                          wait_s=wait_s, check=ctx.check_cancelled, log=ctx.log)  # fmt: skip
     return device, db.dispose

@@ -30,13 +30,14 @@ from store.queue import Lease
 from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job_kind
 from workers.kinds.datasets import FileRef
 from workers.kinds.latency import (
+    DeviceTarget,
     best_latency_model,
     device_errors,
     find_target,
     load_latency_model,
     local_targets,
+    measuring_resources,
     target_device,
-    target_spec,
 )
 from workers.kinds.supernets import CheckpointInputs, checkpoint_inputs, load_supernet
 
@@ -69,14 +70,11 @@ def search_row(session: Session, job_id: int, user_id: int | None, params: Searc
     return search
 
 
-class TargetInputs(BaseModel):
-    """A target's measurement spec, row, and best latency model for the space (None: build a table here)."""
+class TargetInputs(DeviceTarget):
+    """A target and its best latency model for the space (None: build a table here)."""
 
-    spec: dict[str, Any]
     table: FileRef | None
     kind: str | None = Field(None, description="the model's kind: learned, lut or imported")
-    target_id: int
-    remote: bool = False
 
 
 class SearchInputs(CheckpointInputs):
@@ -128,7 +126,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
 
     def ray_resources(self, params: SearchParams) -> dict[str, float]:
         """The resources of the local targets whose latencies this job measures."""
-        return {f"target:{name}": 1.0 for name in local_targets(params.targets)}
+        return measuring_resources(params.targets)
 
     def resolve(self, session: Session, lease: Lease, params: SearchParams) -> SearchInputs:
         """The checkpoint, the supernet's evaluation-cache files, and per target its spec and newest table (or None).
@@ -149,10 +147,9 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
                     f"(POST /v1/targets/{name}/models, or `hwnas target build {name} --space {params.space}`) "
                     f"or import OFA tables (POST /v1/targets/{name}/tables)",
                 )
-            spec = target_spec(target)
-            targets[name] = TargetInputs(spec=spec, table=None if artifact is None else (artifact.key, artifact.sha256),
-                                         kind=None if row is None else row.kind, target_id=target.id,
-                                         remote=bool(spec.get("remote")))  # fmt: skip
+            table = None if artifact is None else (artifact.key, artifact.sha256)
+            targets[name] = TargetInputs(**dict(DeviceTarget.of(target)), table=table,
+                                         kind=None if row is None else row.kind)  # fmt: skip
         evaluations = session.scalars(
             select(Artifact)
             .where(Artifact.kind == EVALUATION_CACHE)
@@ -176,7 +173,7 @@ class SearchJob(TypedJobKind[SearchParams, SearchInputs, SearchOutcome]):
         devices, closers = {}, []
         for name, info in inputs.targets.items():
             if info.remote or name in local_targets(params.targets):
-                devices[name], close = target_device(info.spec, info.target_id, info.remote, ctx)
+                devices[name], close = target_device(info, ctx)
                 closers.append(close)
         folder = ctx.store.fetch_tree(
             {f"{i}.json": ref for i, ref in enumerate(inputs.evaluations)}, ctx.run_dir / "supernet_evaluations"
