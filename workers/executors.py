@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from workers.capacity import Capacity
 from workers.kinds.base import EventSink, JobKind, WorkCancelledError, WorkContext, get_job_kind
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ class Executor(ABC):
             ExecutorError: the work's process or node died.
             Exception: whatever the work raised.
         """
+
+    def capacity(self) -> Capacity | None:
+        """The resources of the Ray cluster the work runs on; None where it runs in no cluster of its own."""
+        return None
 
 
 class InProcessExecutor(Executor):
@@ -106,11 +111,14 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, *, poll_s: float = 0.2, **init_kwargs: Any) -> None:
         self.address, self.poll_s, self.init_kwargs = address, poll_s, init_kwargs
         self._remote: Any = None
+        self._connecting = threading.Lock()  # the runner's capacity reports and its jobs both connect
 
-    def _task(self) -> Any:
+    def _connect(self) -> None:
         import ray
 
-        if not ray.is_initialized():
+        with self._connecting:
+            if ray.is_initialized():
+                return
             kwargs = {"log_to_driver": False, **self.init_kwargs}
             if self.address is None and not os.environ.get("RAY_ADDRESS") and "resources" not in kwargs:
                 # A new local Ray offers the targets this machine measures, so their jobs can be scheduled.
@@ -118,9 +126,19 @@ class RayExecutor(Executor):
 
                 kwargs["resources"] = local_target_resources()
             ray.init(address=self.address, **kwargs)
+
+    def _task(self) -> Any:
+        import ray
+
+        self._connect()
         if self._remote is None:
             self._remote = ray.remote(num_returns="streaming")(_ray_work)
         return self._remote
+
+    def capacity(self) -> Capacity:
+        """The cluster's resources now (joining it first if needed)."""
+        self._connect()
+        return Capacity.of_ray()
 
     def execute(
         self,
@@ -135,7 +153,11 @@ class RayExecutor(Executor):
         import ray
         from ray import exceptions as rex
 
-        options: dict[str, Any] = {"num_cpus": kind.num_cpus, "max_retries": 0, "name": f"hwnas-job-{ctx.job_id}"}
+        options: dict[str, Any] = {
+            "num_cpus": kind.ray_cpus(params),
+            "max_retries": 0,
+            "name": f"hwnas-job-{ctx.job_id}",
+        }
         resources = kind.ray_resources(params)
         if resources:
             options["resources"] = resources

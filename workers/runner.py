@@ -30,6 +30,7 @@ from store.engine import is_transient
 from store.models import Job, JobStatus
 from store.queue import JobQueue, Lease, LeaseLostError
 from store.settings import Settings
+from workers.capacity import REPORT_INTERVAL_S, publish
 from workers.executors import Executor, ExecutorError, InProcessExecutor
 from workers.kinds import JobError, JobKind, WorkCancelledError, WorkContext, get_job_kind
 
@@ -130,6 +131,8 @@ class Runner:
         visible_roots: server directories a failed job's message may name (the data roots); any other
             absolute path in an unexpected error's message is shown to the user as ``<server path>``
             (the log keeps the whole message).
+        capacity_interval_s: while serving, how often the executor's cluster capacity is published
+            (`report_capacity`).
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class Runner:
         cancel_check_s: float = 1.0,
         keep_run_dirs: bool = False,
         visible_roots: tuple[Path, ...] = (),
+        capacity_interval_s: float = REPORT_INTERVAL_S,
     ) -> None:
         self.queue, self.store, self.runs_dir = queue, store, Path(runs_dir).expanduser().resolve()
         self.executor = executor or InProcessExecutor()
@@ -155,6 +159,7 @@ class Runner:
         self.progress_interval_s, self.cancel_check_s = progress_interval_s, cancel_check_s
         self.keep_run_dirs = keep_run_dirs
         self.visible_roots = visible_roots
+        self.capacity_interval_s = capacity_interval_s
 
     def run_once(self) -> Job | None:
         """Claim one job and run it to its end.
@@ -168,9 +173,47 @@ class Runner:
         log.info("job %d (%s): claimed by %s, attempt %d", lease.job_id, lease.kind, self.worker_id, lease.attempt)
         return self.run_lease(lease)
 
+    def report_capacity(self) -> bool:
+        """Publish the executor's cluster capacity under this worker's id; False if it has none to report.
+
+        The API refuses a training request that no freshly reported cluster can place (`workers.capacity`).
+        """
+        capacity = self.executor.capacity()
+        if capacity is None:
+            return False
+
+        def write() -> None:
+            with self.queue.db.session() as session:
+                publish(session, self.worker_id, capacity)
+
+        retrying(write)
+        return True
+
+    def _report_capacity_until(self, done: threading.Event) -> None:
+        while True:
+            try:
+                if not self.report_capacity():
+                    return
+            except Exception as error:  # a report is advisory; the job checks the cluster again
+                log.warning("worker %s: could not report the cluster's capacity: %s", self.worker_id, error)
+            if done.wait(self.capacity_interval_s):
+                return
+
     def serve(self, *, stop: threading.Event | None = None, max_jobs: int | None = None, drain: bool = False) -> int:
-        """Run jobs until `stop` is set, `max_jobs` have run, or (with `drain`) none is claimable; returns the count."""
+        """Run jobs until `stop` is set, `max_jobs` have run, or (with `drain`) none is claimable; returns the count.
+
+        Meanwhile a thread publishes the executor's cluster capacity every `capacity_interval_s`.
+        """
         stop = stop or threading.Event()
+        done = threading.Event()
+        reporter = threading.Thread(target=self._report_capacity_until, args=(done,), name="capacity", daemon=True)
+        reporter.start()
+        try:
+            return self._serve(stop, max_jobs, drain)
+        finally:
+            done.set()
+
+    def _serve(self, stop: threading.Event, max_jobs: int | None, drain: bool) -> int:
         count = 0
         while not stop.is_set() and (max_jobs is None or count < max_jobs):
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import Context, CurrentUser, Page
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, ErrorBody
 from api.routes.params import IdempotencyKey, ResourceId
 from api.routes.responses import accepted
 from api.schemas.base import Page as PageOut
@@ -18,7 +18,19 @@ from store.models import Supernet
 router = APIRouter(prefix="/v1/supernets", tags=["supernets"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=202, responses={202: {"description": "queued; Location: the training job"}})
+@router.post(
+    "",
+    status_code=202,
+    responses={
+        202: {"description": "queued; Location: the training job"},
+        409: {
+            "model": ErrorBody,
+            "description": "no_gpu: device=cuda, and no job worker reported a Ray cluster with a GPU; "
+            "insufficient_resources: workers × cpus_per_worker (and GPUs) exceed the reported cluster, "
+            "or one worker exceeds its largest node",
+        },
+    },
+)
 def create_supernet(
     body: SupernetCreate, response: Response, ctx: Context, user: CurrentUser, idempotency_key: IdempotencyKey = None
 ) -> JobOut:
@@ -26,6 +38,11 @@ def create_supernet(
 
     The space, dataset and strategy must be registered ones (a 422 lists them otherwise). Bring your
     own data by uploading it (``POST /v1/datasets``) and passing its ``dataset_id``.
+
+    ``workers`` > 1 or ``device=cuda`` trains data-parallel under Ray Train (``cpus_per_worker`` CPUs
+    and, on cuda, one GPU per worker); a dead worker restarts the group from the last epoch's
+    checkpoint. A request that the job workers' reported Ray cluster cannot place is a 409, and
+    nothing is queued.
     """
     params = train_params(ctx, user, body)
     job, created = jobs.submit(ctx, user, TRAIN_JOB_KIND, params, idempotency_key)

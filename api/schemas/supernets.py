@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.base import MAX_ID, BoundedJSON, Strict
+from workers.kinds.train import CpusPerWorker, Device, Workers
 
 TRAIN_EXAMPLE: dict[str, Any] = {
     "name": "fashion-32px",
@@ -21,7 +22,10 @@ TRAIN_EXAMPLE: dict[str, Any] = {
 
 
 class SupernetCreate(Strict):
-    """Train a supernet: a label and a training configuration (`nas.train.TrainConfig`'s fields)."""
+    """Train a supernet: a label, a training configuration (`nas.train.TrainConfig`'s fields) and its workers.
+
+    The workers are not part of the configuration: a run may resume on other hardware.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [TRAIN_EXAMPLE]})
 
@@ -37,6 +41,9 @@ class SupernetCreate(Strict):
         le=MAX_ID,
         description="train on an uploaded dataset of yours (POST /v1/datasets) instead of config.dataset",
     )
+    workers: Workers = 1
+    device: Device = "cpu"
+    cpus_per_worker: CpusPerWorker = 1.0
 
 
 class SupernetOut(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from api.context import ServiceContext
-from api.errors import invalid
+from api.errors import ApiError, invalid
 from api.schemas.supernets import SupernetCreate
 from api.services.checkpoints import user_checkpoint
 from api.services.datasets import server_data_path
@@ -43,7 +43,7 @@ def train_params(ctx: ServiceContext, user: User, request: SupernetCreate) -> di
             name is not registered (the message lists the registered names), ``dataset_id`` when it
             comes with ``config.dataset``, ``config.data_dir`` outside the data roots; 404 naming
             ``dataset_id`` for a dataset that is not the user's; ``config.init_from.*`` (see
-            `_checked_init_from`).
+            `_checked_init_from`); 409 when no cluster can place the workers (`check_placement`).
     """
     from nas.data import list_datasets
     from nas.spaces import list_spaces
@@ -69,7 +69,38 @@ def train_params(ctx: ServiceContext, user: User, request: SupernetCreate) -> di
                                         "(POST /v1/datasets) and train with dataset_id instead")  # fmt: skip
     if config["init_from"] is not None:
         config["init_from"] = _checked_init_from(ctx, user, config["init_from"], config["space"])
+    check_placement(ctx, params["workers"], params["cpus_per_worker"], params["device"])
     return params
+
+
+def check_placement(ctx: ServiceContext, workers: int, cpus_per_worker: float, device: str) -> None:
+    """Refuse workers that no job worker's freshly reported Ray cluster can place (`workers.capacity`).
+
+    Without a fresh report a CPU request passes (the job checks the cluster before it starts its
+    workers), and a GPU request is refused: no GPU is known.
+
+    Raises:
+        ApiError: 409 ``no_gpu`` naming ``device``, or 409 ``insufficient_resources`` naming ``workers``;
+            the message says what was asked and what the newest report's cluster has.
+    """
+    from workers.capacity import FRESH_S, Capacity, fresh_reports, unplaceable
+
+    with ctx.db.reader() as s:
+        reports = [(row.worker_id, row.reported_at, Capacity.of_report(row)) for row in fresh_reports(s)]
+    gpus = int(device == "cuda")
+    if not reports:
+        if gpus:
+            raise ApiError(409, "no_gpu", f"device=cuda: no job worker has reported a Ray cluster with a GPU in the "
+                                          f"last {FRESH_S:g} s; train with device=cpu, or start a worker on a "
+                                          "cluster that has GPUs", "device")  # fmt: skip
+        return
+    problems = [unplaceable(workers, cpus_per_worker, gpus, capacity) for _, _, capacity in reports]
+    first = problems[0]
+    if first is None or any(problem is None for problem in problems):
+        return
+    worker, at, _ = reports[0]
+    message = f"{first.message} (reported by job worker {worker} at {at:%Y-%m-%d %H:%M:%S} UTC)"
+    raise ApiError(409, first.code, message, "device" if first.code == "no_gpu" else "workers")
 
 
 def _checked_init_from(ctx: ServiceContext, user: User, init: dict[str, Any], space: str) -> dict[str, Any]:

@@ -103,6 +103,11 @@ def submit_supernet(
             "supernet:N (a supernet of yours), or a path on the server (inside its data roots)"
         ),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray Train workers, data-parallel (default 1: the job's own process)")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu (default) or cuda: one GPU per worker")] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs each worker asks Ray for (default 1)")] = None,
     idempotency_key: KeyOption = None,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -114,7 +119,8 @@ def submit_supernet(
     with make_client(server, token) as client:
         if init_from is not None:
             config["init_from"] = init_source(client, init_from)
-        body = _overlay(body, name=name, config=config, dataset_id=dataset_id)
+        body = _overlay(body, name=name, config=config, dataset_id=dataset_id, workers=workers, device=device,
+                        cpus_per_worker=cpus_per_worker)  # fmt: skip
         job = client.submit_supernet(body, idempotency_key=idempotency_key)
     console.print(f"queued job {job['id']} ({job['kind']}, {job['status']}); follow it with: hwnas watch {job['id']}")
 

@@ -109,17 +109,28 @@ def export(
     console.print(f"wrote {path}" + (f" ({meta['macs'] / 1e6:.1f} MMACs, {meta['params']:,} params)" if meta else ""))
 
 
-def train_with_progress(config: Any, out: Path, workers: int, device: str = "cpu") -> Any:
-    """Train `config` into `out` with a progress bar (on Ray Train with more than one worker)."""
+def train_with_progress(config: Any, out: Path, workers: int, device: str = "cpu", cpus_per_worker: float = 1.0) -> Any:
+    """Train `config` into `out` with a progress bar (on Ray Train with more than one worker).
+
+    Raises:
+        CLIError: the Ray cluster cannot place the workers (too few CPUs, no GPU).
+    """
     from cli.progress import TrainingProgress
     from nas.train import train_supernet
+    from workers.kinds import JobError
 
     with TrainingProgress() as progress:
-        if workers > 1:
-            from workers.ray_tasks.train import train_supernet_on_ray
+        if workers == 1:
+            return train_supernet(config, out, progress=progress, device=device)
+        from workers.ray_tasks.train import train_supernet_on_ray
 
-            return train_supernet_on_ray(config, out, num_workers=workers, progress=progress)
-        return train_supernet(config, out, progress=progress, device=device)
+        try:
+            return train_supernet_on_ray(
+                config, out, num_workers=workers, use_gpu=device == "cuda", cpus_per_worker=cpus_per_worker,
+                progress=progress,
+            )  # fmt: skip
+        except JobError as error:
+            raise CLIError(str(error)) from None
 
 
 def train(
@@ -131,8 +142,11 @@ def train(
     epochs: Annotated[int, typer.Option()] = 10,
     batch_size: Annotated[int | None, typer.Option(help="default: the preset's")] = None,
     lr: Annotated[float | None, typer.Option(help="peak learning rate; default: the preset's")] = None,
-    workers: Annotated[int, typer.Option(help="Ray Train workers (1 = in this process)")] = 1,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (one process; a run may resume on another)")] = "cpu",
+    workers: Annotated[int, typer.Option(min=1, help="Ray Train workers (1 = in this process)")] = 1,
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda or cuda:N (cuda: one GPU per Ray Train worker; a run may resume on another)")
+    ] = "cpu",
+    cpus_per_worker: Annotated[float, typer.Option(min=0.01, help="CPUs each Ray Train worker asks for")] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train a supernet (resumes from the checkpoint in --out if there is one)."""
@@ -142,11 +156,11 @@ def train(
         space=space, dataset=dataset, data_dir=data_dir, strategy=strategy, epochs=epochs, batch_size=batch_size,
         lr=lr, seed=seed,
     )  # fmt: skip
-    if workers > 1 and device != "cpu":
+    if workers > 1 and device not in ("cpu", "cuda"):
         raise typer.BadParameter(
-            "Ray Train workers train on the CPU; use --workers 1 with --device", param_hint="--device"
+            "Ray Train gives each worker its own GPU: use --device cuda (or cpu) with --workers", param_hint="--device"
         )
-    run = train_with_progress(config, out, workers, device)
+    run = train_with_progress(config, out, workers, device, cpus_per_worker)
     last = run.history[-1]
     console.print(f"trained {len(run.history)} epochs; last loss {last['loss']:.3f}; checkpoint in {run.out_dir}")
 

@@ -1,6 +1,7 @@
 """The store's tables (SQLAlchemy 2.0 typed ORM); importing this package registers them all on `Base.metadata`."""
 
 from store.models.artifacts import Artifact
+from store.models.cluster import ClusterReport
 from store.models.datasets import Dataset
 from store.models.jobs import Job, JobEvent, JobStatus, JobStatusChange
 from store.models.nas import Search, Subnet, Supernet
@@ -12,6 +13,7 @@ __all__ = [
     "AgentTask",
     "ApiToken",
     "Artifact",
+    "ClusterReport",
     "Dataset",
     "Job",
     "JobEvent",

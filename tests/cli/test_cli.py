@@ -87,7 +87,7 @@ EXPORT = ["export", "--space", "ofa_mbv3_d234_e346_k357_32px"]
         ([*EXPORT, "--arch", "max", "--out", "x", "--calibration-dataset", "nope"], "unknown dataset"),
         (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--out", "x"], "--arch"),
         (["train", "--out", "x", "--device", "gpu0"], "unknown device 'gpu0'"),
-        (["train", "--out", "x", "--device", "cuda", "--workers", "2"], "Ray Train workers train on the CPU"),
+        (["train", "--out", "x", "--device", "cuda:1", "--workers", "2"], "use --device cuda (or cpu) with --workers"),
         (["nope"], "No such command"),
     ],
 )

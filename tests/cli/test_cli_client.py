@@ -168,6 +168,8 @@ def test_ls_lists_supernets_searches_and_jobs_newest_first(live: Live, capsys: p
         (["status", "thing:1"], "expected JOB_ID"),
         (["submit", "search", "--supernet", "1", "-o", "accuracy", "--budget", "0"], "422 validation_error: budget: "),
         (["submit", "search", "--supernet", "1", "--constraint", "macs"], "--constraint: expected NAME=VALUE"),
+        (["submit", "supernet", "--space", SPACE, "--dataset", "demo", "--device", "cuda"], "409 no_gpu: device=cuda"),
+        (["submit", "supernet", "--space", SPACE, "--workers", "0"], "422 validation_error: workers: "),
         (["pareto", "1", "--format", "xml"], "--format"),
         (["download", "1", "--server", "http://127.0.0.1:9"], "cannot reach the hwnas server"),
         (["watch", "1", "--token", "wrong"], "401 unauthorized"),

@@ -18,6 +18,7 @@ from store.models import Job, JobStatus, User
 TABLES = {
     "users", "api_tokens", "artifacts", "jobs", "job_status_changes", "job_events", "supernets", "searches",
     "subnets", "targets", "latency_tables", "latency_measurements", "agents", "agent_tasks", "datasets",
+    "cluster_reports",
 }  # fmt: skip
 
 

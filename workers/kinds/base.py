@@ -113,6 +113,14 @@ class JobKind(ABC, Generic[P]):
         """
         return self.Params.model_validate(params)  # type: ignore[return-value]
 
+    def ray_cpus(self, params: P) -> float:
+        """CPUs the work's Ray task asks for (`num_cpus` by default).
+
+        A kind whose work starts Ray workers of its own (Ray Train) asks for none, so that its task
+        does not hold the CPUs those workers wait for.
+        """
+        return self.num_cpus
+
     def ray_resources(self, params: P) -> dict[str, float]:
         """Custom Ray resources the work needs (e.g. ``{"target:cpu-ort": 1}``); none by default."""
         return {}

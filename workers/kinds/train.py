@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.orm import Session
@@ -16,11 +17,26 @@ from workers.kinds.base import JobError, TypedJobKind, WorkContext, register_job
 from workers.kinds.datasets import FileRef, dataset_file, local_dataset
 from workers.kinds.supernets import checkpoint_inputs
 
+if TYPE_CHECKING:
+    from nas.train import ProgressEvent, TrainConfig, TrainRun
+
 CHECKPOINT_PREFIX = "jobs/{job_id}/supernet/checkpoint"
 PRETRAINED_KIND = "checkpoint"
 """The artefact kind of an uploaded pretrained checkpoint (``POST /v1/checkpoints``; no job made it)."""
+
 WEIGHTS_FILE = "weights.safetensors"
 """The supernet's weights in a training checkpoint (`nas.train.checkpoint`)."""
+
+# The training's workers (not part of the TrainConfig: a run may resume on other hardware).
+Workers = Annotated[
+    int, Field(ge=1, le=1024, description="Ray Train workers, data-parallel (1 on the CPU: the job's own process)")
+]
+Device = Annotated[
+    Literal["cpu", "cuda"], Field(description="cpu (gloo), or cuda: one GPU per worker (NCCL), on Ray Train")
+]
+CpusPerWorker = Annotated[
+    float, Field(gt=0, le=1024, description="CPUs each worker asks Ray for (its torch threads: the whole part)")
+]
 
 
 class TrainParams(BaseModel):
@@ -31,6 +47,14 @@ class TrainParams(BaseModel):
     name: str = Field("", max_length=200, description="a label for the supernet")
     config: dict[str, Any] = Field(description="a nas.train.TrainConfig (stored with the preset's defaults filled)")
     dataset_id: int | None = Field(None, description="an uploaded dataset (config.dataset is then npz)")
+    workers: Workers = 1
+    device: Device = "cpu"
+    cpus_per_worker: CpusPerWorker = 1.0
+
+    @property
+    def on_ray_train(self) -> bool:
+        """Whether the training runs under Ray Train (several workers, or GPUs) or in the job's own process."""
+        return self.workers > 1 or self.device == "cuda"
 
     @field_validator("config")
     @classmethod
@@ -57,6 +81,10 @@ class TrainOutcome(BaseModel):
     transfer: dict[str, Any] | None = Field(
         None, description="with config.init_from: tensors loaded, adapted, initialised (nas.supernet.transfer)"
     )
+    restarts: int = Field(0, description="times Ray Train restarted its workers after one died")
+    resumed_at: list[int] = Field(
+        default_factory=list, description="for each restart, the epochs of the checkpoint the workers resumed from"
+    )
 
 
 @register_job_kind("train_supernet")
@@ -64,12 +92,18 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
     """Trains in the job's run dir (checkpoint every epoch), then stores the final checkpoint as artefacts.
 
     A reclaimed job finds the checkpoint of its earlier attempt in the run dir and continues from it
-    (`nas.train` resumes bit-exactly); the result records how many epochs were already done.
+    (`nas.train` resumes bit-exactly); the result records how many epochs were already done. With
+    several workers or ``device=cuda`` it trains under Ray Train (`workers.ray_tasks.train`), whose
+    workers restart from that checkpoint when one of them dies; the result counts the restarts.
     """
 
     Params = TrainParams
     Inputs = TrainInputs
     Result = TrainOutcome
+
+    def ray_cpus(self, params: TrainParams) -> float:
+        """None under Ray Train (its workers ask for theirs); else the one worker's CPUs."""
+        return 0.0 if params.on_ray_train else params.cpus_per_worker
 
     def resolve(self, session: Session, lease: Lease, params: TrainParams) -> TrainInputs:
         """The uploaded dataset's file and the pretrained weights' (the job's owner must own both)."""
@@ -80,13 +114,14 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
 
     def work(self, params: TrainParams, inputs: TrainInputs, ctx: WorkContext) -> TrainOutcome:
         """Train (or finish training) and store the checkpoint; an uploaded dataset is read from its local copy."""
-        from nas.train import ProgressEvent, TrainConfig, train_supernet
+        from nas.train import TrainConfig
         from nas.train.checkpoint import find_checkpoint
         from nas.train.config import InitFrom
+        from workers.ray_tasks.train import checkpoint_epochs
 
         out = ctx.run_dir / "train"
         found = find_checkpoint(out)
-        done = len(json.loads((found / "state.json").read_text())["state"]["history"]) if found else 0
+        done = checkpoint_epochs(out)
         if done:
             ctx.log(f"attempt {ctx.attempt}: resuming from the checkpoint written after epoch {done}")
 
@@ -102,13 +137,43 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
                 ctx.store.fetch_tree(inputs.init, init_dir)
             (name,) = inputs.init
             config = config.model_copy(update={"init_from": InitFrom(checkpoint=str(init_dir / name))})
-        run = train_supernet(config, out, progress=report)
+        resumed_at: list[int] = []
+        run = self._train(params, config, out, report, resumed_at, ctx)
         final = find_checkpoint(out)
         assert final is not None, "train_supernet returned without a checkpoint"
         stored = ctx.store.put_tree(CHECKPOINT_PREFIX.format(job_id=ctx.job_id), final)
         return TrainOutcome(
             epochs=len(run.history), resumed_after_epochs=done, history=run.history, files=stored,
-            transfer=run.supernet.metadata.get("transfer"),
+            transfer=run.supernet.metadata.get("transfer"), restarts=max(0, len(resumed_at) - 1),
+            resumed_at=resumed_at[1:],
+        )  # fmt: skip
+
+    def _train(
+        self,
+        params: TrainParams,
+        config: TrainConfig,
+        out: Path,
+        report: Callable[[ProgressEvent], None],
+        resumed_at: list[int],
+        ctx: WorkContext,
+    ) -> TrainRun:
+        """`nas.train.train_supernet` here, or on Ray Train; `resumed_at` gets the epochs done at each (re)start."""
+        from nas.train import train_supernet
+        from workers.ray_tasks.train import train_supernet_on_ray
+
+        if not params.on_ray_train:
+            return train_supernet(config, out, progress=report)
+
+        def started(epochs: int) -> None:
+            if resumed_at:
+                ctx.log(f"a Ray Train worker died; the workers restarted from the checkpoint after epoch {epochs}")
+            resumed_at.append(epochs)
+
+        ctx.log(f"training on Ray Train: {params.workers} {params.device} worker(s), "
+                f"{params.cpus_per_worker:g} CPU(s) each")  # fmt: skip
+        return train_supernet_on_ray(
+            config, out, num_workers=params.workers, use_gpu=params.device == "cuda",
+            cpus_per_worker=params.cpus_per_worker, progress=report, on_start=started,
         )  # fmt: skip
 
     def record(self, session: Session, lease: Lease, params: TrainParams, result: TrainOutcome) -> dict[str, Any]:

@@ -1,0 +1,144 @@
+"""Supernet training jobs on Ray Train workers through the REST API, on a local Ray with 2 CPUs.
+
+A job of two CPU workers loses one of them (SIGKILL) after its first epoch's checkpoint and still
+succeeds: Ray Train restarts the workers, they resume from that checkpoint, and the result and the
+events say so. A request the cluster cannot place fails at once, with the reason, instead of
+waiting in Ray's queue; a GPU job runs on a machine that has a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from store.models import ClusterReport, Job, JobStatus, Supernet
+from tests.workers.job_service import Service
+from workers.executors import RayExecutor
+from workers.runner import Runner
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {"dataset": "demo", "epochs": 3, "batch_size": 32, "train_images": 192, "num_random": 1, "bn_recal_images": 64}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, local_ray: None) -> Iterator[Service]:
+    svc = Service(tmp_path_factory.mktemp("train-workers"))
+    yield svc
+    svc.db.dispose()
+
+
+def ray_runner(service: Service) -> Runner:
+    """A runner whose jobs run as Ray tasks on the module's local Ray; it has reported the cluster."""
+    runner = Runner(
+        service.queue, service.store, service.settings.runs_path, executor=RayExecutor(poll_s=0.05), lease_s=60,
+        progress_interval_s=0, keep_run_dirs=True,
+    )  # fmt: skip
+    assert runner.report_capacity()
+    return runner
+
+
+def train_worker_pids() -> list[int]:
+    """The processes of Ray Train's workers (Ray titles them ``ray::RayTrainWorker...``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if title.startswith(b"ray::RayTrainWorker"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 120) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_rest_job_on_two_cpu_workers_survives_a_dead_worker(service: Service) -> None:
+    runner = ray_runner(service)
+    with service.api() as client:
+        response = client.post(
+            "/v1/supernets", json={"name": "two", "config": TINY, "workers": 2}, headers=service.headers
+        )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    outcome: list[Job | None] = []
+    thread = threading.Thread(target=lambda: outcome.append(runner.run_once()))
+    thread.start()
+    state = service.settings.runs_path / f"job-{job_id}" / "train" / "checkpoint" / "state.json"
+    wait_for(state.is_file, "the first epoch's checkpoint")
+    before = json.loads(state.read_text())["state"]["history"]
+    victim = wait_for(train_worker_pids, "the Ray Train workers")[-1]
+    os.kill(victim, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+
+    (job,) = outcome
+    assert job is not None and job.status is JobStatus.SUCCEEDED, job and job.error_message
+    result = job.result
+    assert result is not None and result["epochs"] == 3 and result["resumed_after_epochs"] == 0
+    assert result["restarts"] >= 1 and result["resumed_at"][0] >= len(before) >= 1
+    # the epochs before the kill were not trained again: their records are those of the checkpoint then
+    assert result["history"][: len(before)] == before
+    events = service.queue.events(job_id)
+    logs = [e.data["message"] for e in events if e.type == "log"]
+    assert any("restarted from the checkpoint after epoch" in m for m in logs), logs
+    progress = [e.data for e in events if e.type == "progress"]
+    assert progress and {p["epoch"] for p in progress} >= {0, 1, 2}
+    with service.db.reader() as s:
+        supernet = s.scalars(select(Supernet).where(Supernet.job_id == job_id)).one()
+    assert supernet.metrics is not None and supernet.metrics["epochs"] == 3
+    assert supernet.checkpoint is not None and "weights.safetensors" in supernet.checkpoint
+
+
+def test_a_job_the_cluster_cannot_place_fails_at_once(service: Service) -> None:
+    runner = ray_runner(service)
+    with service.db.session() as s:  # the API's reports let it through (a third CPU that has since gone)
+        s.scalars(select(ClusterReport)).one().cpus = 3
+    with service.api() as client:
+        response = client.post("/v1/supernets", json={"config": TINY, "workers": 3}, headers=service.headers)
+    assert response.status_code == 202, response.text
+    started = time.monotonic()
+    job = runner.run_once()
+    assert job is not None and (job.status, job.error_code) == (JobStatus.FAILED, "insufficient_resources")
+    assert job.error_message is not None
+    assert "workers=3 with 1 CPU(s) each needs 3 CPU(s) in all, but the Ray cluster has 2 CPU(s)" in job.error_message
+    assert time.monotonic() - started < 60, "it failed, not waited for CPUs"
+
+
+@pytest.mark.cuda
+def test_a_rest_job_trains_on_a_gpu_worker(service: Service) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    runner = ray_runner(service)
+    with service.api() as client:
+        response = client.post(
+            "/v1/supernets", json={"config": TINY | {"epochs": 2}, "device": "cuda"}, headers=service.headers
+        )
+    assert response.status_code == 202, response.text
+    job = runner.run_once()
+    assert job is not None and job.status is JobStatus.SUCCEEDED, job and job.error_message
+    assert job.result is not None and job.result["epochs"] == 2 and job.result["restarts"] == 0
+    assert all(math.isfinite(h["loss"]) for h in job.result["history"])
+    logs = [e.data["message"] for e in service.queue.events(job.id) if e.type == "log"]
+    assert any("1 cuda worker(s)" in m for m in logs), logs
