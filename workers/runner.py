@@ -189,25 +189,26 @@ class Runner:
         retrying(write)
         return True
 
+    def _try_report_capacity(self) -> bool:
+        try:
+            return self.report_capacity()
+        except Exception as error:  # a report is advisory; the job checks the cluster again
+            log.warning("worker %s: could not report the cluster's capacity: %s", self.worker_id, error)
+            return True
+
     def _report_capacity_until(self, done: threading.Event) -> None:
-        while True:
-            try:
-                if not self.report_capacity():
-                    return
-            except Exception as error:  # a report is advisory; the job checks the cluster again
-                log.warning("worker %s: could not report the cluster's capacity: %s", self.worker_id, error)
-            if done.wait(self.capacity_interval_s):
-                return
+        while not done.wait(self.capacity_interval_s) and self._try_report_capacity():
+            pass
 
     def serve(self, *, stop: threading.Event | None = None, max_jobs: int | None = None, drain: bool = False) -> int:
         """Run jobs until `stop` is set, `max_jobs` have run, or (with `drain`) none is claimable; returns the count.
 
-        Meanwhile a thread publishes the executor's cluster capacity every `capacity_interval_s`.
+        The executor's cluster capacity is published first, then by a thread every `capacity_interval_s`.
         """
         stop = stop or threading.Event()
         done = threading.Event()
-        reporter = threading.Thread(target=self._report_capacity_until, args=(done,), name="capacity", daemon=True)
-        reporter.start()
+        if self._try_report_capacity():
+            threading.Thread(target=self._report_capacity_until, args=(done,), name="capacity", daemon=True).start()
         try:
             return self._serve(stop, max_jobs, drain)
         finally:
