@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 CHECKPOINT_PREFIX = "jobs/{job_id}/supernet/checkpoint"
 PRETRAINED_KIND = "checkpoint"
 """The artefact kind of an uploaded pretrained checkpoint (``POST /v1/checkpoints``; no job made it)."""
-
 WEIGHTS_FILE = "weights.safetensors"
 """The supernet's weights in a training checkpoint (`nas.train.checkpoint`)."""
 
@@ -102,7 +101,7 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
     Result = TrainOutcome
 
     def ray_cpus(self, params: TrainParams) -> float:
-        """None under Ray Train (its workers ask for theirs); else the one worker's CPUs."""
+        """No CPUs under Ray Train (its workers ask for theirs); else the one worker's CPUs."""
         return 0.0 if params.on_ray_train else params.cpus_per_worker
 
     def resolve(self, session: Session, lease: Lease, params: TrainParams) -> TrainInputs:
@@ -137,15 +136,14 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
                 ctx.store.fetch_tree(inputs.init, init_dir)
             (name,) = inputs.init
             config = config.model_copy(update={"init_from": InitFrom(checkpoint=str(init_dir / name))})
-        resumed_at: list[int] = []
-        run = self._train(params, config, out, report, resumed_at, ctx)
+        run, resumed_at = self._train(params, config, out, report, ctx)
         final = find_checkpoint(out)
         assert final is not None, "train_supernet returned without a checkpoint"
         stored = ctx.store.put_tree(CHECKPOINT_PREFIX.format(job_id=ctx.job_id), final)
         return TrainOutcome(
             epochs=len(run.history), resumed_after_epochs=done, history=run.history, files=stored,
-            transfer=run.supernet.metadata.get("transfer"), restarts=max(0, len(resumed_at) - 1),
-            resumed_at=resumed_at[1:],
+            transfer=run.supernet.metadata.get("transfer"), restarts=len(resumed_at),
+            resumed_at=resumed_at,
         )  # fmt: skip
 
     def _train(
@@ -154,27 +152,28 @@ class TrainSupernetJob(TypedJobKind[TrainParams, TrainInputs, TrainOutcome]):
         config: TrainConfig,
         out: Path,
         report: Callable[[ProgressEvent], None],
-        resumed_at: list[int],
         ctx: WorkContext,
-    ) -> TrainRun:
-        """`nas.train.train_supernet` here, or on Ray Train; `resumed_at` gets the epochs done at each (re)start."""
+    ) -> tuple[TrainRun, list[int]]:
+        """`nas.train.train_supernet` here, or on Ray Train; the run, and the epochs each restart resumed after."""
         from nas.train import train_supernet
         from workers.ray_tasks.train import train_supernet_on_ray
 
         if not params.on_ray_train:
-            return train_supernet(config, out, progress=report)
+            return train_supernet(config, out, progress=report), []
+        starts: list[int] = []
 
         def started(epochs: int) -> None:
-            if resumed_at:
+            if starts:
                 ctx.log(f"a Ray Train worker died; the workers restarted from the checkpoint after epoch {epochs}")
-            resumed_at.append(epochs)
+            starts.append(epochs)
 
         ctx.log(f"training on Ray Train: {params.workers} {params.device} worker(s), "
                 f"{params.cpus_per_worker:g} CPU(s) each")  # fmt: skip
-        return train_supernet_on_ray(
+        run = train_supernet_on_ray(
             config, out, num_workers=params.workers, use_gpu=params.device == "cuda",
             cpus_per_worker=params.cpus_per_worker, progress=report, on_start=started,
         )  # fmt: skip
+        return run, starts[1:]
 
     def record(self, session: Session, lease: Lease, params: TrainParams, result: TrainOutcome) -> dict[str, Any]:
         """Register the checkpoint's artefacts and the supernet."""
