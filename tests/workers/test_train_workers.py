@@ -50,17 +50,22 @@ def ray_runner(service: Service) -> Runner:
     return runner
 
 
+def _parent(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+
+
 def train_worker_pids() -> list[int]:
-    """The processes of Ray Train's workers (Ray titles them ``ray::RayTrainWorker...``)."""
+    """Ray Train's worker processes (titled ``ray::RayTrainWorker...``) of this test's Ray, whose raylet we started."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 title = (entry / "cmdline").read_bytes().split(b"\0")[0]
-            except OSError:
+                if title.startswith(b"ray::RayTrainWorker") and _parent(_parent(int(entry.name))) == os.getpid():
+                    pids.append(int(entry.name))
+            except (OSError, StopIteration):
                 continue
-            if title.startswith(b"ray::RayTrainWorker"):
-                pids.append(int(entry.name))
     return pids
 
 
