@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from nas.backbone import BlockSpec, se_channels
 from nas.supernet.ops import activate, center_crop, squeeze_excite
 from nas.supernet.static import SEConvs, batch_norm
+from nas.supernet.training_ops import depthwise_conv2d, pointwise_conv2d
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
@@ -166,13 +167,15 @@ class DynamicMBConv(nn.Module):
         spec, k = self.spec, self.active_kernel
         m = spec.mid_channels(self.active_expand)
         ib, dw, pl = self._parts()
-        y = activate(self.inverted_bottleneck.bn(F.conv2d(x, ib.active_weight(m, x.size(1)))), spec.act)
-        y = F.conv2d(y, dw.active_filter(m, k), None, spec.stride, k // 2, 1, m)
-        y = activate(self.depth_conv.bn(y), spec.act)
+        y = activate(
+            self.inverted_bottleneck.bn(pointwise_conv2d(x, ib.active_weight(m, x.size(1)))), spec.act, inplace=True
+        )
+        y = depthwise_conv2d(y, dw.active_filter(m, k), spec.stride, k // 2)
+        y = activate(self.depth_conv.bn(y), spec.act, inplace=True)
         if self.depth_conv.se is not None:
             rw, rb, ew, eb = self.depth_conv.se.active_weights(m)
-            y = squeeze_excite(y, lambda t: F.conv2d(t, rw, rb), lambda t: F.conv2d(t, ew, eb))
-        return self.point_linear.bn(F.conv2d(y, pl.active_weight(spec.out_channels, m)))
+            y = squeeze_excite(y, lambda t: pointwise_conv2d(t, rw, rb), lambda t: pointwise_conv2d(t, ew, eb))
+        return self.point_linear.bn(pointwise_conv2d(y, pl.active_weight(spec.out_channels, m)))
 
     def active_state(self, kernel_size: int, expand_ratio: int) -> dict[str, Tensor]:
         """The state dict of the static `MBConvLayer` for this kernel and expand ratio."""

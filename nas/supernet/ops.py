@@ -7,15 +7,21 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
+from nas.supernet.training_ops import relu_
+
 ACTIVATIONS = ("relu", "h_swish")
 
 
-def activate(x: Tensor, act: str | None) -> Tensor:
-    """Apply an OFA activation by name ("relu", "h_swish" or None)."""
+def activate(x: Tensor, act: str | None, *, inplace: bool = False) -> Tensor:
+    """Apply an OFA activation by name ("relu", "h_swish" or None).
+
+    With `inplace`, ReLU overwrites `x` (saving an allocation and a pass over memory); pass it only
+    for a tensor nothing else reads, such as a BN output.
+    """
     if act is None:
         return x
     if act == "relu":
-        return F.relu(x)
+        return relu_(x) if inplace else F.relu(x)
     if act == "h_swish":
         return F.hardswish(x)
     raise ValueError(f"unknown activation {act!r}; known: {ACTIVATIONS}")

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from nas.backbone import MBV3Backbone, se_channels
 from nas.supernet.ops import activate, global_avg_pool, squeeze_excite
+from nas.supernet.training_ops import depthwise_conv2d, pointwise_conv2d
 
 BN_MOMENTUM = 0.1
 BN_EPS = 1e-5
@@ -108,11 +109,22 @@ class ConvBNAct(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the layer."""
-        x = self.conv(x)
+        x = self._convolve(x)
         if self.bn is not None:
             x = self.bn(x)
-        x = activate(x, self.act)
+        x = activate(x, self.act, inplace=True)
         return self.se(x) if self.se is not None else x
+
+    def _convolve(self, x: Tensor) -> Tensor:
+        """The conv; in training, 1x1 and depthwise ones take `nas.supernet.training_ops` (same result, faster)."""
+        conv = self.conv
+        if self.training and conv.bias is None:
+            if conv.kernel_size == (1, 1) and conv.groups == 1:
+                return pointwise_conv2d(x, conv.weight)
+            if conv.groups == conv.in_channels == conv.out_channels:
+                return depthwise_conv2d(x, conv.weight, conv.stride[0], conv.kernel_size[0] // 2)
+        result: Tensor = conv(x)
+        return result
 
 
 class MBConvLayer(nn.Module):

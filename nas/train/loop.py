@@ -28,6 +28,7 @@ from nas.data import BatchLoader, load_dataset, split_dataset
 from nas.space import Arch
 from nas.spaces import get_space
 from nas.supernet import OFAMobileNetV3, build_supernet
+from nas.supernet.static import ResidualBlock
 from nas.train.checkpoint import TrainState, find_checkpoint, load_checkpoint, save_checkpoint
 from nas.train.config import TrainConfig
 from nas.train.evaluate import resize
@@ -172,8 +173,9 @@ def training_device(device: str | torch.device, parallel: DataParallel) -> torch
     """Check that `device` exists here and suits the run; returns it as a `torch.device`.
 
     Raises:
-        ValueError: an unknown device string, a CUDA device this machine lacks, or a non-CPU
-            device for a data-parallel run (its gradient all-reduce runs over gloo on the CPU).
+        ValueError: an unknown device string, or a CUDA device this machine lacks. A data-parallel
+            run on CUDA needs a process group whose backend reduces CUDA tensors (NCCL): the flat
+            gradient lives on the training device.
     """
     try:
         chosen = torch.device(device)
@@ -190,9 +192,16 @@ def training_device(device: str | torch.device, parallel: DataParallel) -> torch
             raise ValueError(f"device {str(device)!r} asked for, but this machine has {count} CUDA GPU(s)")
     elif chosen.type != "cpu":
         raise ValueError(f"device {str(device)!r} is not supported for training; use 'cpu' or 'cuda'")
-    if chosen.type != "cpu" and parallel.world_size > 1:
-        raise ValueError("data-parallel training (Ray Train workers) runs on the CPU only; pass device='cpu'")
     return chosen
+
+
+@torch.no_grad()
+def zero_init_residual_bn(net: OFAMobileNetV3) -> None:
+    """Set the scale of the last BN of every block with a shortcut to 0: each such block starts as the identity."""
+    for block in net.blocks:
+        if isinstance(block, ResidualBlock) and block.shortcut:
+            last_bn = [m for m in block.conv.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+            last_bn.weight.zero_()
 
 
 class _Trainer:
@@ -218,6 +227,8 @@ class _Trainer:
         self.phases = self.strategy.phases(config, space)
         torch.manual_seed(config.seed)
         self.net = build_supernet(space)
+        if config.zero_init_residual_bn:
+            zero_init_residual_bn(self.net)
         self.net.metadata = {
             "data": {
                 "dataset": config.dataset,

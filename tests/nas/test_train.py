@@ -13,6 +13,9 @@ from torch import nn
 
 from nas.space import SearchSpace
 from nas.spaces import get_space
+from nas.supernet import build_supernet
+from nas.supernet.dynamic import DynamicMBConv
+from nas.supernet.static import ResidualBlock
 from nas.train import (
     CheckpointError,
     PhaseConfig,
@@ -174,11 +177,11 @@ def test_training_device_is_checked_before_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not supported for training"):
         train_supernet(demo_config(), tmp_path / "b", device="meta")
     if torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CPU only"):
-            train_supernet(demo_config(), tmp_path / "c", device="cuda", parallel=DataParallel(0, 2))
+        with pytest.raises(ValueError, match="CUDA GPU"):
+            train_supernet(demo_config(), tmp_path / "c", device=f"cuda:{torch.cuda.device_count()}")
     else:
         with pytest.raises(ValueError, match="sees no CUDA GPU"):
-            train_supernet(demo_config(), tmp_path / "c", device="cuda")
+            train_supernet(demo_config(), tmp_path / "c", device="cuda", parallel=DataParallel(0, 2))
     assert not any((tmp_path / n).exists() for n in "abc")
 
 
@@ -277,3 +280,34 @@ def test_two_ray_workers_train_data_parallel(tmp_path: Path) -> None:
     assert run.history[1]["loss"] < run.history[0]["loss"]
     assert events and events[-1].epoch == 1
     assert evaluate(run.supernet, run.supernet.space.max_arch(28), "test").top1 > 0.3
+
+
+def test_the_short_budget_recipe_options(tmp_path: Path) -> None:
+    """largest_first_epochs trains the largest alone first; zero_init_residual_bn makes residual blocks identities."""
+    config = demo_config(epochs=2, largest_first_epochs=1, zero_init_residual_bn=True, train_images=64)
+    sandwich = get_strategy("sandwich")
+    phases = sandwich.phases(config, _space())
+    assert [(p.name, p.epochs) for p in phases] == [("largest", 1), ("sandwich", 1)]
+    rng = np.random.default_rng(0)
+    assert sandwich.step_archs(phases[0], config, rng, 28) == [{**_space().max_arch(), "r": 28}]
+    assert len(sandwich.step_archs(phases[1], config, rng, 28)) == 3
+
+    from nas.train.loop import zero_init_residual_bn
+
+    net = build_supernet(_space())
+    zero_init_residual_bn(net)
+    shortcut = [b.conv for b in net.blocks if isinstance(b, ResidualBlock) and b.shortcut]
+    residual = [conv for conv in shortcut if isinstance(conv, DynamicMBConv)]
+    assert residual and all(conv.point_linear.bn.bn.weight.abs().sum() == 0 for conv in residual)
+    net.eval()
+    for block in residual:  # a zero-scaled last BN (bias 0, fresh statistics) outputs zeros
+        inner = torch.randn(2, block.spec.in_channels, 8, 8)
+        torch.testing.assert_close(block(inner), torch.zeros_like(inner))
+
+    run = train_supernet(config, tmp_path / "run")
+    assert [h["phase"] for h in run.history] == ["largest", "sandwich"]
+    for bad in ({"largest_first_epochs": 2}, {"largest_first_epochs": 1, "strategy": "progressive_shrinking"}):
+        with pytest.raises(ValueError, match="largest_first_epochs"):
+            demo_config(epochs=2, **bad)
+    with pytest.raises(ValueError, match="zero_init_residual_bn"):
+        demo_config(zero_init_residual_bn=True, init_from={"checkpoint": "x.pth"})
