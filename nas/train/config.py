@@ -93,6 +93,18 @@ class TrainConfig(BaseModel):
         description="after each epoch, the largest and smallest subnets' BN-recalibrated top-1 on the validation "
         "split, in the history and the progress (training curves); CPU training only",
     )
+    zero_init_residual_bn: bool = Field(
+        False,
+        description="start the last BN of every block with a shortcut at scale 0, so each block begins as the "
+        "identity (BigNAS); fresh runs only, not with init_from",
+    )
+    largest_first_epochs: int = Field(
+        0,
+        ge=0,
+        le=MAX_EPOCHS,
+        description="sandwich: train the largest subnet alone for this many of the epochs before the sandwich "
+        "phase (OFA trains the full network first)",
+    )
     arch: dict[str, Any] | None = Field(None, description="standalone: the one subnet to train from scratch")
     init_from: InitFrom | None = Field(None, description="start from pretrained weights instead of a random init")
     seed: int = 0
@@ -101,6 +113,18 @@ class TrainConfig(BaseModel):
     def _check_arch(self) -> TrainConfig:
         if (self.strategy == "standalone") != (self.arch is not None):
             raise ValueError("arch is required by the standalone strategy and used by no other")
+        return self
+
+    @model_validator(mode="after")
+    def _check_recipe(self) -> TrainConfig:
+        if self.largest_first_epochs and self.strategy != "sandwich":
+            raise ValueError("largest_first_epochs is a sandwich option")
+        if self.zero_init_residual_bn and self.init_from is not None:
+            raise ValueError("zero_init_residual_bn initialises a fresh network; init_from loads one")
+        if self.largest_first_epochs >= self.epochs:
+            raise ValueError(
+                f"largest_first_epochs ({self.largest_first_epochs}) must leave sandwich epochs (epochs {self.epochs})"
+            )
         return self
 
     @model_validator(mode="after")

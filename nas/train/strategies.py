@@ -63,6 +63,16 @@ def _at(archs: list[Arch], resolution: int) -> list[Arch]:
     return [{**arch, "r": resolution} for arch in archs]
 
 
+LARGEST_PHASE = "largest"
+"""The sandwich's optional first phase: the largest subnet alone."""
+
+
+def largest_space(space: SearchSpace) -> SearchSpace:
+    """The sub-space of the largest kernel, expand ratio and depth (all resolutions)."""
+    k, e, d = space.kernel_sizes, space.expand_ratios, space.depths
+    return space.restrict(kernel_sizes=k[-1:], expand_ratios=e[-1:], depths=d[-1:])
+
+
 class Sandwich(Strategy):
     """BigNAS's sandwich rule: largest, smallest and N random subnets per step, in-place distillation."""
 
@@ -70,12 +80,17 @@ class Sandwich(Strategy):
     inplace_teacher = True
 
     def phases(self, config: TrainConfig, space: SearchSpace) -> list[Phase]:
-        """One phase over the whole space."""
-        return [Phase("sandwich", config.epochs, config.peak_lr, space)]
+        """One phase over the whole space, after `config.largest_first_epochs` of the largest subnet alone."""
+        sandwich = Phase("sandwich", config.epochs - config.largest_first_epochs, config.peak_lr, space)
+        if not config.largest_first_epochs:
+            return [sandwich]
+        return [Phase(LARGEST_PHASE, config.largest_first_epochs, config.peak_lr, largest_space(space)), sandwich]
 
     def step_archs(self, phase: Phase, config: TrainConfig, rng: np.random.Generator, resolution: int) -> list[Arch]:
-        """Largest (the teacher), smallest, then `num_random` random subnets."""
+        """Largest (the teacher), smallest, then `num_random` random subnets; the largest alone in its phase."""
         s = phase.space
+        if phase.name == LARGEST_PHASE:
+            return _at([s.max_arch()], resolution)
         return _at([s.max_arch(), s.min_arch(), *s.sample(rng, config.num_random)], resolution)
 
 
@@ -114,11 +129,10 @@ class ProgressiveShrinking(Strategy):
     inplace_teacher = False
 
     def _phase_spaces(self, space: SearchSpace) -> dict[str, tuple[SearchSpace, int | None]]:
-        k, e, d = space.kernel_sizes, space.expand_ratios, space.depths
-        full = space.restrict(kernel_sizes=k[-1:], expand_ratios=e[-1:], depths=d[-1:])
+        e, d = space.expand_ratios, space.depths
         kernel = space.restrict(expand_ratios=e[-1:], depths=d[-1:])
         return {
-            "full": (full, None),
+            "full": (largest_space(space), None),
             "kernel": (kernel, None),
             "depth_1": (space.restrict(expand_ratios=e[-1:], depths=d[-2:]), None),
             "depth_2": (space.restrict(expand_ratios=e[-1:]), None),
