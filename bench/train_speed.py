@@ -2,12 +2,13 @@
 
     python -m bench.train_speed                            # this tree, the ISA torch picks here
     python -m bench.train_speed --isa avx2                 # as on an AVX2-only host (AVX-512 kernels off)
-    python -m bench.train_speed --isa avx2 --baseline REV  # and the same run at git revision REV, for the ratio
+    python -m bench.train_speed --isa avx2 --baseline REV  # and the same runs at git revision REV, for the ratio
 
 Trains the 32 px supernet on Fashion-MNIST with the sandwich rule (largest, smallest and two random
 subnets per step, batch 128, 2 threads) for `--images` images and reports the epoch's images/s.
 Each measurement runs in a fresh process (`--isa` must be set before torch loads); the baseline
-runs this file against a git worktree of REV, so both sides compute the same steps.
+runs this file against a git worktree of REV, so both sides compute the same steps; the two trees
+take turns (`--repeat` times each) and the medians are compared.
 FLOP/s counts 3x the forward MACs (forward, input and weight gradients) x 2 FLOPs, averaged over
 the step's subnets and the preset's resolutions.
 """
@@ -74,6 +75,12 @@ def _measure_in(tree: Path, isa: str, images: int) -> dict[str, Any]:
     return result
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median images/s, with every run's images/s listed under ``all``."""
+    ordered = sorted(runs, key=lambda r: r["images_per_s"])
+    return ordered[len(ordered) // 2] | {"all": [r["images_per_s"] for r in runs]}
+
+
 def peak_gflops(isa: str, cores: int) -> tuple[float, float]:
     """(clock GHz, FP32 peak GFLOP/s of `cores` cores) from /proc/cpuinfo's current clock."""
     found = re.search(r"cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text())
@@ -86,6 +93,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3840, help="images in the measured epoch (30 steps of 128)")
     parser.add_argument("--isa", choices=sorted(ISA_ENV), default="native")
     parser.add_argument("--baseline", metavar="REV", help="also measure git revision REV (a worktree of it)")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements of each tree (the median is reported)")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -95,22 +103,30 @@ def main() -> None:
 
     from bench.report import record
 
-    runs = {"this tree": _measure_in(ROOT, args.isa, args.images)}
+    trees = {"this tree": ROOT}
+    baseline = Path(tempfile.mkdtemp()) / "baseline"
     if args.baseline:
-        with tempfile.TemporaryDirectory() as scratch:
-            tree = Path(scratch) / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.baseline],
-                           check=True, capture_output=True)  # fmt: skip
-            try:
-                runs[f"baseline {args.baseline}"] = _measure_in(tree, args.isa, args.images)
-            finally:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True)
+        trees[f"baseline {args.baseline}"] = baseline
+        git = ["git", "-C", str(ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
+    try:
+        # the trees take turns, so a change in the machine's speed affects both alike
+        samples = [{name: _measure_in(tree, args.isa, args.images) for name, tree in trees.items()}
+                   for _ in range(args.repeat)]  # fmt: skip
+    finally:
+        if args.baseline:
+            subprocess.run([*git, "remove", "--force", str(baseline)], check=True)
+    runs = {name: median_run([s[name] for s in samples]) for name in trees}
     ours = runs["this tree"]
     ghz, peak = peak_gflops(ours["isa"], ours["threads"])
-    rows = ["| code | ISA | images/s | GFLOP/s | share of FP32 peak |", "|---|---|---|---|---|"]
+    rows = [
+        "| code | ISA | images/s (median) | every run | GFLOP/s | share of FP32 peak |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in runs.items():
         gflops = r["images_per_s"] * r["flop_per_image"] / 1e9
-        rows.append(f"| {name} | {r['isa']} | {r['images_per_s']:.1f} | {gflops:.1f} | {gflops / peak:.1%} |")
+        every = ", ".join(f"{v:.1f}" for v in r["all"])
+        rows.append(f"| {name} | {r['isa']} | {r['images_per_s']:.1f} | {every} | {gflops:.1f} | {gflops / peak:.1%} |")
     lines = [
         f"Sandwich epoch of {args.images:,} Fashion-MNIST images (batch 128, 32 px preset), {ours['threads']} threads, "
         f"ISA `{args.isa}`; {ours['flop_per_image'] / 1e6:.0f} MFLOP per image per step; FP32 peak {peak:.0f} GFLOP/s "
