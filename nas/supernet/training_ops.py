@@ -3,6 +3,10 @@
 Each gives what its PyTorch counterpart gives, up to floating-point summation order, and falls back
 to it when no gradient is recorded (evaluation, export), so inference graphs are unchanged.
 
+`pixel_mean` averages a channels-last map as its (N, H*W, C) view: PyTorch's mean over the last
+dims takes a strided path there (AVX2, 128x384x2x2: 3.2 ms against 0.5 ms, forward and backward,
+for OFA's mean over W then H).
+
 `relu_` computes ReLU's backward over the channels-last memory as one flat tensor: PyTorch's
 ``threshold_backward`` takes a slow strided path for channels-last tensors (AVX2, 128x96x14x14:
 7.9 ms against 1.4 ms).
@@ -124,6 +128,14 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride: int, padding: int) -> Te
         return F.conv2d(x, weight, None, stride, padding, 1, x.size(1))
     out: Tensor = _DepthwiseConv2d.apply(x, weight, stride, padding)  # type: ignore[no-untyped-call]
     return out
+
+
+def pixel_mean(x: Tensor) -> Tensor:
+    """The mean of (N, C, H, W) `x` over H and W, shaped (N, C, 1, 1)."""
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        return x.mean((2, 3), keepdim=True)
+    n, c, h, w = x.shape
+    return _flat_channels_last(x).reshape(n, h * w, c).mean(1).view(n, c, 1, 1)
 
 
 def _flat_channels_last(t: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ from nas.spaces import get_space
 from nas.supernet import OFAMobileNetV3, build_supernet
 from nas.supernet.training_ops import (
     depthwise_conv2d,
+    pixel_mean,
     pointwise_conv2d,
     relu_,
     tap_map,
@@ -69,6 +70,8 @@ def test_pointwise_and_relu_gradients_are_pytorchs(memory_format: torch.memory_f
     assert torch.autograd.gradcheck(pointwise_conv2d, (x, weight, bias))
     torch.testing.assert_close(pointwise_conv2d(x, weight, bias), F.conv2d(x, weight, bias))
     assert torch.autograd.gradcheck(lambda a: relu_(a * 1.0), (x,))
+    assert torch.autograd.gradcheck(pixel_mean, (x,))
+    torch.testing.assert_close(pixel_mean(x), x.mean(3, keepdim=True).mean(2, keepdim=True))
     with torch.no_grad():  # evaluation and export keep PyTorch's own conv
         assert pointwise_conv2d(x, weight).is_contiguous(memory_format=memory_format)
 
@@ -98,6 +101,7 @@ def test_a_sandwich_step_computes_pytorchs_gradients(monkeypatch: pytest.MonkeyP
         monkeypatch.setattr(module, "depthwise_conv2d", lambda a, w, s, p: F.conv2d(a, w, None, s, p, 1, a.size(1)))
         monkeypatch.setattr(module, "pointwise_conv2d", lambda a, w, b=None: F.conv2d(a, w, b))
     monkeypatch.setattr(ops, "relu_", F.relu)
+    monkeypatch.setattr(ops, "pixel_mean", lambda a: a.mean(3, keepdim=True).mean(2, keepdim=True))
     reference = _sandwich_gradients(copy.deepcopy(net), archs, x, y)
     assert ours.keys() == reference.keys() and len(ours) > 200
     scale = torch.cat([g.flatten() for g in reference.values()]).norm()
