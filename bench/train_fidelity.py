@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from rich.console import Console
 
 from bench.report import record
@@ -42,10 +43,14 @@ BARS = {"no_finetune": -2.5, "finetuned": 0.0}
 """Mean gap to standalone (points of top-1) each column must reach (issue 22)."""
 
 
+def config_hash(config: BaseModel) -> str:
+    """A short hash of a configuration's JSON."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
+
+
 def run_dir(out: Path, config: TrainConfig) -> Path:
     """`out/<strategy>-<hash of the configuration>`: one directory per distinct run."""
-    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:10]
-    return out / f"{config.strategy}-{digest}"
+    return out / f"{config.strategy}-{config_hash(config)}"
 
 
 def train(config: TrainConfig, out: Path, device: str) -> TrainRun:
@@ -122,9 +127,8 @@ def main() -> None:
         standalone_s += seconds(alone)
         base = evaluate(alone.supernet, arch, "test", recalibrate=False).top1
         taken = evaluate(supernet, arch, "test").top1
-        tuned = finetune_subnet(
-            supernet, arch, finetune, out_dir=run_dir(out, supernet_run.config) / f"finetune-{space.key(arch)}"
-        )
+        tuned_dir = run_dir(out, supernet_run.config) / f"finetune-{space.key(arch)}-{config_hash(finetune)}"
+        tuned = finetune_subnet(supernet, arch, finetune, out_dir=tuned_dir)
         finetune_s += sum(h["seconds"] for h in tuned.history)
         tuned_top1 = score_subnet(tuned.subnet, data, splits["test"], resolution).top1
         gaps["no_finetune"].append(100 * (taken - base))
@@ -160,7 +164,15 @@ def main() -> None:
     ]
     console.print("\n".join(lines))
     if not args.no_record:
-        variant = ",".join(f"{k}={v}" for k, v in recipe.items()) or None
+        changed = recipe | {
+            name: value
+            for name, value, default in (
+                ("finetune_lr", args.finetune_lr, FinetuneConfig().lr),
+                ("finetune_epochs", args.finetune_epochs, 1),
+            )
+            if value != default
+        }
+        variant = ",".join(f"{k}={v}" for k, v in changed.items()) or None
         record("bench.train_fidelity", "\n".join(lines), part=variant)
 
 
