@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nas.supernet.training_ops import pixel_mean, relu_
+from nas.supernet.training_ops import pixel_mean, recording, relu_
 
 ACTIVATIONS = ("relu", "h_swish")
 
@@ -34,7 +33,7 @@ def global_avg_pool(x: Tensor) -> Tensor:
     While gradients are recorded (training), the mean over all pixels at once
     (`nas.supernet.training_ops.pixel_mean`): the same up to float rounding, and faster.
     """
-    if torch.is_grad_enabled() and x.requires_grad:
+    if recording() and x.requires_grad:
         return pixel_mean(x)
     return x.mean(3, keepdim=True).mean(2, keepdim=True)
 

@@ -105,12 +105,17 @@ class _DepthwiseConv2d(torch.autograd.Function):
         return grad_input, grad_weight, None, None
 
 
+def recording() -> bool:
+    """Whether a training step is running: gradients recorded, and no ONNX export or trace (their graphs keep convs)."""
+    return torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+
+
 def pointwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.conv2d(x, weight, bias)`` for a 1x1 `weight` (C_out, C_in, 1, 1), as a matrix product when training.
 
     The result is channels-last (a view of the (N, H, W, C_out) product).
     """
-    if not torch.is_grad_enabled():
+    if not recording():
         return F.conv2d(x, weight, bias)
     return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
 
@@ -124,7 +129,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride: int, padding: int) -> Te
         stride: the stride of both spatial dims.
         padding: zero padding on every side.
     """
-    if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad):
+    if not recording() or not (x.requires_grad or weight.requires_grad):
         return F.conv2d(x, weight, None, stride, padding, 1, x.size(1))
     out: Tensor = _DepthwiseConv2d.apply(x, weight, stride, padding)  # type: ignore[no-untyped-call]
     return out
@@ -168,7 +173,7 @@ class _ReLUInPlace(torch.autograd.Function):
 
 def relu_(x: Tensor) -> Tensor:
     """``F.relu(x, inplace=True)`` with a faster backward for channels-last tensors."""
-    if not torch.is_grad_enabled() or not x.requires_grad:
+    if not recording() or not x.requires_grad:
         return F.relu(x, inplace=True)
     out: Tensor = _ReLUInPlace.apply(x)  # type: ignore[no-untyped-call]
     return out
