@@ -107,7 +107,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
 
 def recording() -> bool:
     """Whether a training step is running: gradients recorded, and no ONNX export or trace (their graphs keep convs)."""
-    return torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+    return torch.is_grad_enabled() and not torch._C._get_tracing_state() and not torch.onnx.is_in_onnx_export()
 
 
 def pointwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
