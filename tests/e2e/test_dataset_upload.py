@@ -124,7 +124,8 @@ def test_upload_train_search_download_with_the_cli(
     assert re.search(rf"^{dataset_id}\s+digits\s+imagefolder\s+1,000\s+250", cli(capsys, "ls", "datasets"), re.M)
 
     config = tmp_path / "train.json"
-    config.write_text(json.dumps({"config": TRAIN}))
+    # Two epochs: this test checks the CLI's path and the shown-vs-delivered parity; the REST test checks learning.
+    config.write_text(json.dumps({"config": {**TRAIN, "epochs": 2}}))
     cli(capsys, "submit", "supernet", "--file", str(config), "--dataset-id", dataset_id)
     supernet_id = run_next(live.ctx)["supernet_id"]
 

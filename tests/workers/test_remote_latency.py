@@ -265,7 +265,7 @@ def test_a_search_on_the_remote_target_uses_its_learned_model_and_validates_the_
     params: dict[str, Any] = {
         "supernet_id": (trained.result or {})["supernet_id"], "space": SPACE,
         "objectives": ["accuracy", f"latency:{BOARD}"], "targets": [BOARD], "algorithm": "nsga2", "budget": 200,
-        "predictor_samples": 10, "export_limit": 3, "measure": FAST,
+        "predictor_samples": 10, "export_limit": 2, "measure": FAST,
     }  # fmt: skip
     with agents(url, service, "board-1", "board-2"):
         assert service.runner.run_once().id == built.id  # type: ignore[union-attr]
