@@ -9,8 +9,10 @@ scratch with the same epochs, data and base recipe. Reports each subnet's test t
 from the supernet after BN recalibration; the same after a one-epoch fine-tune (`nas.train.finetune`,
 distilled from the largest subnet). Also the mean gaps against the bars, the supernet's images/s,
 and the whole cost (supernet + fine-tunes) against the three standalone trainings.
-`--recipe KEY=VALUE` sets `TrainConfig` fields of the supernet only (e.g. zero_init_residual_bn,
-largest_first_epochs): the recipe study of issue 22. Every run checkpoints under --out (named by its
+`--recipe KEY=VALUE` sets `TrainConfig` fields (the recipe study of issue 22): the sandwich-only ones
+(`SANDWICH_OPTIONS`: largest_at_top_resolution, distilled_label_weight, largest_first_epochs) for the
+supernet, every other (e.g. zero_init_residual_bn) for the standalone runs too, so both sides train
+with the same recipe. Every run checkpoints under --out (named by its
 configuration), so an interrupted benchmark resumes and recipe variants share their standalone runs.
 """
 
@@ -35,6 +37,7 @@ from nas.finetune_config import FinetuneConfig
 from nas.space import Arch, SearchSpace
 from nas.spaces import get_space
 from nas.train import TrainConfig, TrainRun, evaluate, train_supernet
+from nas.train.config import SANDWICH_OPTIONS
 from nas.train.evaluate import data_for, score_subnet
 from nas.train.finetune import finetune_subnet
 
@@ -100,6 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     recipe = parse_recipe(args.recipe)
+    shared = {k: v for k, v in recipe.items() if k not in SANDWICH_OPTIONS}
     common = {"dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "train_images": args.train_images}
 
     supernet_run = train(TrainConfig(strategy="sandwich", **common, **recipe), out, args.device)
@@ -123,7 +127,7 @@ def main() -> None:
     gaps: dict[str, list[float]] = {"no_finetune": [], "finetuned": []}
     standalone_s, finetune_s = 0.0, 0.0
     for label, arch in subnets.items():
-        alone = train(TrainConfig(strategy="standalone", arch=dict(arch), **common), out, args.device)
+        alone = train(TrainConfig(strategy="standalone", arch=dict(arch), **common, **shared), out, args.device)
         standalone_s += seconds(alone)
         base = evaluate(alone.supernet, arch, "test", recalibrate=False).top1
         taken = evaluate(supernet, arch, "test").top1
@@ -150,7 +154,7 @@ def main() -> None:
         f"and standalone), fine-tune {args.finetune_epochs} epoch(s) at lr {args.finetune_lr} distilled from the "
         f"largest subnet; trained on {trained_on}; resolution {resolution}; top-1 on the test split in %. "
         f"Supernet recipe: sandwich{''.join(f', {k}={v}' for k, v in recipe.items()) or ' (base)'}; standalone: "
-        "the base recipe.",
+        f"{', '.join(f'{k}={v}' for k, v in shared.items()) or 'the base recipe'}.",
         "",
         *rows,
         "",

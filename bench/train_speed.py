@@ -3,14 +3,16 @@
     python -m bench.train_speed                            # this tree, the ISA torch picks here
     python -m bench.train_speed --isa avx2                 # as on an AVX2-only host (AVX-512 kernels off)
     python -m bench.train_speed --isa avx2 --baseline REV  # and the same runs at git revision REV, for the ratio
+    python -m bench.train_speed --isa avx2 --profile 3     # where the time of 3 steps goes (torch profiler)
 
 Trains the 32 px supernet on Fashion-MNIST with the sandwich rule (largest, smallest and two random
 subnets per step, batch 128, 2 threads) for `--images` images and reports the epoch's images/s.
 Each measurement runs in a fresh process (`--isa` must be set before torch loads); the baseline
 runs this file against a git worktree of REV, so both sides compute the same steps; the two trees
 take turns (`--repeat` times each) and the medians are compared.
-FLOP/s counts 3x the forward MACs (forward, input and weight gradients) x 2 FLOPs, averaged over
-the step's subnets and the preset's resolutions.
+`--profile N` prints instead the ops of N sandwich steps (after one warm-up step) by self CPU time,
+grouped by input shape. FLOP/s counts 3x the forward MACs (forward, input and weight gradients) x 2
+FLOPs, averaged over the step's subnets and the preset's resolutions.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ISA_ENV = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
     "native": {},
 }
 FLOP_PER_CYCLE = {"AVX2": 32, "AVX512": 64, "DEFAULT": 8}
@@ -59,6 +61,25 @@ def measure(images: int) -> dict[str, Any]:
         "isa": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
     }
+
+
+def profile(steps: int, rows: int = 25) -> str:
+    """The torch profiler's table of `steps` sandwich steps after a warm-up step: ops by self CPU time."""
+    import torch
+    from torch.profiler import ProfilerActivity, schedule
+
+    from nas.train import TrainConfig, train_supernet
+
+    config = TrainConfig(dataset="fashion_mnist", epochs=1, train_images=128 * (steps + 1), epoch_validation=False)
+    with (
+        torch.profiler.profile(
+            activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=steps), record_shapes=True
+        ) as profiler,
+        tempfile.TemporaryDirectory() as out,
+    ):
+        train_supernet(config, out, progress=lambda _: profiler.step())
+    table: str = profiler.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows)
+    return f"{steps} steps, ISA {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads\n{table}"
 
 
 def _measure_in(tree: Path, isa: str, images: int) -> dict[str, Any]:
@@ -94,9 +115,14 @@ def main() -> None:
     parser.add_argument("--isa", choices=sorted(ISA_ENV), default="native")
     parser.add_argument("--baseline", metavar="REV", help="also measure git revision REV (a worktree of it)")
     parser.add_argument("--repeat", type=int, default=3, help="measurements of each tree (the median is reported)")
+    parser.add_argument("--profile", type=int, metavar="STEPS", help="print where the time of STEPS steps goes")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    if args.profile is not None:
+        os.environ.update(ISA_ENV[args.isa])  # before torch loads
+        print(profile(args.profile))
+        return
     if args.measure is not None:
         print(json.dumps(measure(args.measure)))
         return

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from torch import Tensor
 
 CHECKPOINT = "checkpoint"
@@ -148,7 +148,10 @@ def load_checkpoint(path: Path, config: BaseModel) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: state.json is unreadable ({exc})") from None
     if record.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: unknown format {record.get('format')!r}")
-    saved = record["config"]
+    try:  # re-validated, so fields added since the checkpoint was written compare at their defaults
+        saved = type(config).model_validate(record["config"]).model_dump(mode="json")
+    except ValidationError as error:
+        raise CheckpointError(f"checkpoint {path}: its configuration is not valid now: {error}") from error
     current = config.model_dump(mode="json")
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differing:

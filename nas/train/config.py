@@ -21,6 +21,10 @@ MAX_LR = 10.0
 """The largest peak learning rate accepted (SGD diverges long before)."""
 
 
+SANDWICH_OPTIONS = ("largest_first_epochs", "largest_at_top_resolution", "distilled_label_weight")
+"""`TrainConfig` fields that only the sandwich strategy has (the others refuse them)."""
+
+
 class PhaseConfig(BaseModel):
     """Override of one progressive-shrinking phase."""
 
@@ -83,6 +87,13 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     num_random: int = Field(2, ge=0, description="random subnets per step besides the largest (and the smallest)")
     kd_ratio: float = Field(1.0, ge=0, description="weight of the distillation loss")
+    distilled_label_weight: float = Field(
+        0.0,
+        ge=0,
+        le=100.0,
+        description="sandwich: weight of the labels' cross-entropy (no smoothing) for the subnets that distil from "
+        "the largest (0: distillation only, as BigNAS)",
+    )
     resolutions: list[int] | None = Field(None, description="restrict the preset's resolutions")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of the train split held out for validation")
     train_images: int | None = Field(None, ge=1, description="train on only this many images (quick runs)")
@@ -97,6 +108,11 @@ class TrainConfig(BaseModel):
         False,
         description="start the last BN of every block with a shortcut at scale 0, so each block begins as the "
         "identity (BigNAS); fresh runs only, not with init_from",
+    )
+    largest_at_top_resolution: bool = Field(
+        False,
+        description="sandwich: the largest subnet (the teacher) always trains at the largest resolution, the others "
+        "at the step's sampled one (BigNAS, AttentiveNAS)",
     )
     largest_first_epochs: int = Field(
         0,
@@ -117,8 +133,9 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_recipe(self) -> TrainConfig:
-        if self.largest_first_epochs and self.strategy != "sandwich":
-            raise ValueError("largest_first_epochs is a sandwich option")
+        for option in SANDWICH_OPTIONS:
+            if getattr(self, option) and self.strategy != "sandwich":
+                raise ValueError(f"{option} is a sandwich option")
         if self.zero_init_residual_bn and self.init_from is not None:
             raise ValueError("zero_init_residual_bn initialises a fresh network; init_from loads one")
         if self.largest_first_epochs >= self.epochs:

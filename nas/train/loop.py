@@ -360,7 +360,7 @@ class _Trainer:
         for step, (x_full, y_full) in enumerate(loader.epoch(state.phase * 100_000 + state.epoch)):
             resolution = int(rng.choice(phase.space.resolutions))
             archs = self.strategy.step_archs(phase, config, rng, resolution)
-            x = resize(x_full[rank::world].to(self.device, non_blocking=True), resolution)
+            x = x_full[rank::world].to(self.device, non_blocking=True)
             y = y_full[rank::world].to(self.device, non_blocking=True)
             lr = lr_at(state.epoch * len(loader) + step, phase.epochs * len(loader), warmup, phase.lr)
             for group in optimizer.param_groups:
@@ -430,19 +430,28 @@ class _Trainer:
         )
 
     def _step(self, teacher: OFAMobileNetV3 | None, archs: list[Arch], x: Tensor, y: Tensor) -> float:
-        """Forward and backward every subnet of the step; returns their mean loss."""
+        """Forward and backward every subnet of the step, each on `x` at its resolution; returns their mean loss."""
         config, inplace = self.config, self.strategy.inplace_teacher
+        resized: dict[int, Tensor] = {}
+
+        def at(resolution: int) -> Tensor:
+            if resolution not in resized:
+                resized[resolution] = resize(x, resolution)
+            return resized[resolution]
+
         soft: Tensor | None = None
         if teacher is not None:
             with torch.no_grad():
-                soft = F.softmax(teacher(x), dim=1)
+                soft = F.softmax(teacher(at(archs[0]["r"])), dim=1)
         total = 0.0
         for i, arch in enumerate(archs):
             self.net.set_active(arch)
-            logits = self.net(x)
+            logits = self.net(at(arch["r"]))
             if inplace and i > 0:
                 assert soft is not None
                 loss = config.kd_ratio * soft_cross_entropy(logits, soft)
+                if config.distilled_label_weight:
+                    loss = loss + config.distilled_label_weight * F.cross_entropy(logits, y)
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
                 if soft is not None:

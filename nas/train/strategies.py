@@ -91,7 +91,10 @@ class Sandwich(Strategy):
         s = phase.space
         if phase.name == LARGEST_PHASE:
             return _at([s.max_arch()], resolution)
-        return _at([s.max_arch(), s.min_arch(), *s.sample(rng, config.num_random)], resolution)
+        archs = _at([s.max_arch(), s.min_arch(), *s.sample(rng, config.num_random)], resolution)
+        if config.largest_at_top_resolution:
+            archs[0]["r"] = max(s.resolutions)
+        return archs
 
 
 PS_PHASES: tuple[tuple[str, float, float], ...] = (

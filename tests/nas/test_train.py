@@ -13,7 +13,7 @@ from torch import nn
 
 from nas.space import SearchSpace
 from nas.spaces import get_space
-from nas.supernet import build_supernet
+from nas.supernet import OFAMobileNetV3, build_supernet
 from nas.supernet.dynamic import DynamicMBConv
 from nas.supernet.static import ResidualBlock
 from nas.train import (
@@ -93,7 +93,9 @@ def test_progressive_shrinking_runs_all_phases(tmp_path: Path) -> None:
     ("overrides", "crash"),
     [
         ({"epochs": 2}, (0, 1, 3)),
-        ({"strategy": "progressive_shrinking", "phases": PS_PHASES[:5]}, (4, 0, 2)),  # after sort + teacher
+        pytest.param(  # after sort + teacher; ~22 s, so slow: the sandwich case covers the resume path by default
+            {"strategy": "progressive_shrinking", "phases": PS_PHASES[:5]}, (4, 0, 2), marks=pytest.mark.slow
+        ),
     ],
     ids=["sandwich", "progressive_shrinking"],
 )
@@ -150,6 +152,22 @@ def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
         train_supernet(demo_config(space="ofa_mbv3_d234_e346_k357_w1.0"), tmp_path)
     with pytest.raises(CheckpointError, match="lr"):
         train_supernet(demo_config(lr=0.01), tmp_path)
+
+
+def test_a_checkpoint_from_before_a_new_config_field_resumes(tmp_path: Path) -> None:
+    """A field added to TrainConfig since the checkpoint was written compares at its default."""
+    config = demo_config(epochs=2)
+    state_file = _crash_after_first_epoch(tmp_path, config) / "state.json"
+    record = json.loads(state_file.read_text())
+    first_epoch = record["state"]["history"][0]
+    del record["config"]["distilled_label_weight"]  # as written by a version without the field
+    state_file.write_text(json.dumps(record))
+    resumed = train_supernet(config, tmp_path)
+    assert resumed.history[0] == first_epoch and len(resumed.history) == 2
+    record["config"]["distilled_label_weight"] = 0.5
+    state_file.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="distilled_label_weight"):
+        train_supernet(config, tmp_path)
 
 
 def test_bad_input_fails_before_training(tmp_path: Path) -> None:
@@ -264,6 +282,7 @@ def _space() -> SearchSpace:
     return get_space("ofa_mbv3_d234_e346_k357_32px")
 
 
+@pytest.mark.slow  # ~60 s; the default run trains on two Ray Train workers through REST (test_train_workers.py)
 def test_two_ray_workers_train_data_parallel(tmp_path: Path) -> None:
     import ray
 
@@ -309,5 +328,36 @@ def test_the_short_budget_recipe_options(tmp_path: Path) -> None:
     for bad in ({"largest_first_epochs": 2}, {"largest_first_epochs": 1, "strategy": "progressive_shrinking"}):
         with pytest.raises(ValueError, match="largest_first_epochs"):
             demo_config(epochs=2, **bad)
+    for option, value in (("largest_at_top_resolution", True), ("distilled_label_weight", 1.0)):
+        with pytest.raises(ValueError, match=f"{option} is a sandwich option"):
+            demo_config(strategy="progressive_shrinking", **{option: value})
+
+
+def test_the_largest_can_train_at_the_top_resolution_and_the_distilled_subnets_on_labels(tmp_path: Path) -> None:
+    """The teacher at the largest resolution while the others take the step's; labels beside distillation."""
+    config = demo_config(largest_at_top_resolution=True, epoch_validation=False, train_images=128)
+    sandwich = get_strategy("sandwich")
+    (phase,) = sandwich.phases(config, _space())
+    archs = sandwich.step_archs(phase, config, np.random.default_rng(0), 24)
+    assert [a["r"] for a in archs] == [32, 24, 24] and archs[0] == {**_space().max_arch(), "r": 32}
+    shapes: list[int] = []
+
+    def record_resolution(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if isinstance(module, OFAMobileNetV3):
+            shapes.append(inputs[0].shape[-1])
+
+    first_losses = {}
+    for weight in (0.5, 0.0):
+        events: list[ProgressEvent] = []
+        shapes.clear()
+        with nn.modules.module.register_module_forward_pre_hook(record_resolution):
+            train_supernet(config.model_copy(update={"distilled_label_weight": weight}), tmp_path / str(weight),
+                           progress=events.append)  # fmt: skip
+        first_losses[weight] = events[0].loss
+        steps = [shapes[i : i + 3] for i in range(0, len(shapes), 3)]
+        assert len(steps) == 4 and all(step[0] == 32 and step[1] == step[2] for step in steps)
+        assert any(step[1] != 32 for step in steps), steps
+    # the same first step (same weights and batch) plus the labels' cross-entropy of the two distilled subnets
+    assert first_losses[0.5] > first_losses[0.0]
     with pytest.raises(ValueError, match="zero_init_residual_bn"):
         demo_config(zero_init_residual_bn=True, init_from={"checkpoint": "x.pth"})
