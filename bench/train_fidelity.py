@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=20000, help="the image budget of every run")
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--finetune-lr", type=float, default=FinetuneConfig().lr)
+    parser.add_argument(
+        "--finetune-kd-ratio", type=float, default=FinetuneConfig().kd_ratio, help="0: fine-tune on the labels alone"
+    )
     parser.add_argument("--recipe", nargs="*", default=[], metavar="KEY=VALUE", help="supernet TrainConfig fields")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench_fidelity")
@@ -117,8 +120,9 @@ def main() -> None:
     }
     data, splits = data_for(supernet)
     finetune = FinetuneConfig(
-        epochs=args.finetune_epochs, lr=args.finetune_lr, train_images=args.train_images, seed=args.seed
-    )
+        epochs=args.finetune_epochs, lr=args.finetune_lr, kd_ratio=args.finetune_kd_ratio,
+        train_images=args.train_images, seed=args.seed,
+    )  # fmt: skip
 
     rows = [
         "| subnet | MMACs | standalone | supernet (gap) | fine-tuned (gap) |",
@@ -151,8 +155,9 @@ def main() -> None:
     verdict = {column: "met" if mean[column] >= bar else "not met" for column, bar in BARS.items()}
     lines = [
         f"Dataset {args.dataset}, {args.train_images:,} training images, {args.epochs} epochs per run (supernet "
-        f"and standalone), fine-tune {args.finetune_epochs} epoch(s) at lr {args.finetune_lr} distilled from the "
-        f"largest subnet; trained on {trained_on}; resolution {resolution}; top-1 on the test split in %. "
+        f"and standalone), fine-tune {args.finetune_epochs} epoch(s) at lr {args.finetune_lr} on the labels and "
+        f"(weight {args.finetune_kd_ratio}) the largest subnet's outputs; trained on {trained_on}; resolution "
+        f"{resolution}; top-1 on the test split in %. "
         f"Supernet recipe: sandwich{''.join(f', {k}={v}' for k, v in recipe.items()) or ' (base)'}; standalone: "
         f"{', '.join(f'{k}={v}' for k, v in shared.items()) or 'the base recipe'}.",
         "",
@@ -173,6 +178,7 @@ def main() -> None:
             for name, value, default in (
                 ("finetune_lr", args.finetune_lr, FinetuneConfig().lr),
                 ("finetune_epochs", args.finetune_epochs, 1),
+                ("finetune_kd_ratio", args.finetune_kd_ratio, FinetuneConfig().kd_ratio),
             )
             if value != default
         }

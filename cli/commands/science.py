@@ -133,6 +133,26 @@ def train_with_progress(config: Any, out: Path, workers: int, device: str = "cpu
             raise CLIError(str(error)) from None
 
 
+def parse_settings(items: list[str], named: dict[str, Any]) -> dict[str, Any]:
+    """`KEY=VALUE` items as a dict, VALUE parsed as JSON (`true`, `1`, `0.5`) or else kept as a string.
+
+    Raises:
+        typer.BadParameter: an item without `=`, or a KEY that has an option of its own (in `named`).
+    """
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        if key in named:
+            raise typer.BadParameter(f"{key} has an option of its own: --{key.replace('_', '-')}", param_hint="--set")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
 def train(
     out: Annotated[Path, typer.Option(help="run directory (checkpoints)")],
     space: Annotated[str, typer.Option(help="preset name")] = "ofa_mbv3_d234_e346_k357_32px",
@@ -148,14 +168,27 @@ def train(
     ] = "cpu",
     cpus_per_worker: Annotated[float, typer.Option(min=0.01, help="CPUs each Ray Train worker asks for")] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="any other TrainConfig field, VALUE as JSON; repeatable (e.g. --set zero_init_residual_bn=true)",
+        ),
+    ] = None,
 ) -> None:
     """Train a supernet (resumes from the checkpoint in --out if there is one)."""
+    from pydantic import ValidationError
+
     from nas.train import TrainConfig
 
-    config = TrainConfig(
-        space=space, dataset=dataset, data_dir=data_dir, strategy=strategy, epochs=epochs, batch_size=batch_size,
-        lr=lr, seed=seed,
-    )  # fmt: skip
+    named = {"space": space, "dataset": dataset, "data_dir": data_dir, "strategy": strategy, "epochs": epochs,
+             "batch_size": batch_size, "lr": lr, "seed": seed}  # fmt: skip
+    extra = parse_settings(settings or [], named)
+    try:
+        config = TrainConfig.model_validate(named | extra)
+    except ValidationError as error:
+        raise typer.BadParameter(str(error), param_hint="--set") from None
     if workers > 1 and device not in ("cpu", "cuda"):
         raise typer.BadParameter(
             "Ray Train gives each worker its own GPU: use --device cuda (or cpu) with --workers", param_hint="--device"

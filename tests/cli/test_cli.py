@@ -88,6 +88,13 @@ EXPORT = ["export", "--space", "ofa_mbv3_d234_e346_k357_32px"]
         (["export", "--space", "ofa_mbv3_d234_e346_k357_32px", "--out", "x"], "--arch"),
         (["train", "--out", "x", "--device", "gpu0"], "unknown device 'gpu0'"),
         (["train", "--out", "x", "--device", "cuda:1", "--workers", "2"], "use --device cuda (or cpu) with --workers"),
+        (["train", "--out", "x", "--set", "zero_init_residual_bn"], "'zero_init_residual_bn' is not KEY=VALUE"),
+        (["train", "--out", "x", "--set", "lr=0.5"], "lr has an option of its own: --lr"),
+        (["train", "--out", "x", "--set", "no_such_field=1"], "no_such_field"),
+        (
+            ["train", "--out", "x", "--strategy", "progressive_shrinking", "--set", "largest_at_top_resolution=true"],
+            "largest_at_top_resolution is a sandwich option",
+        ),
         (["nope"], "No such command"),
     ],
 )
@@ -99,6 +106,21 @@ def test_user_errors_exit_1_with_one_line(
     err = capsys.readouterr().err.strip()
     assert err.splitlines()[-1].startswith("error:") and message in err.splitlines()[-1]
     assert not (tmp_path / "x").exists()
+
+
+def test_train_takes_any_config_field_with_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = [
+        "train_images=64", "num_random=1", "bn_recal_images=64", "epoch_validation=false",
+        "zero_init_residual_bn=true", "largest_at_top_resolution=true", "distilled_label_weight=0.5",
+    ]  # fmt: skip
+    args = ["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "32"]
+    assert main([*args, *(item for s in settings for item in ("--set", s))]) == 0
+    assert "trained 1 epochs" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["config"]
+    assert {k: saved[k] for k in ("train_images", "zero_init_residual_bn", "largest_at_top_resolution")} == {
+        "train_images": 64, "zero_init_residual_bn": True, "largest_at_top_resolution": True
+    }  # fmt: skip
+    assert saved["distilled_label_weight"] == 0.5 and saved["epoch_validation"] is False
 
 
 def test_console_entry_point_lists_spaces() -> None:
