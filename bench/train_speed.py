@@ -71,15 +71,22 @@ def profile(steps: int, rows: int = 25) -> str:
     from nas.train import TrainConfig, train_supernet
 
     config = TrainConfig(dataset="fashion_mnist", epochs=1, train_images=128 * (steps + 1), epoch_validation=False)
+    tables: list[str] = []
+
+    def keep_table(profiler: torch.profiler.profile) -> None:
+        averages = profiler.key_averages(group_by_input_shape=True)
+        tables.append(averages.table(sort_by="self_cpu_time_total", row_limit=rows))
+
     with (
         torch.profiler.profile(
-            activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=steps), record_shapes=True
+            activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=steps, repeat=1),
+            record_shapes=True, on_trace_ready=keep_table,
         ) as profiler,
         tempfile.TemporaryDirectory() as out,
-    ):
+    ):  # fmt: skip
         train_supernet(config, out, progress=lambda _: profiler.step())
-    table: str = profiler.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows)
-    return f"{steps} steps, ISA {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads\n{table}"
+    isa, threads = torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()
+    return f"{steps} steps after a warm-up step, ISA {isa}, {threads} threads\n" + "\n".join(tables)
 
 
 def _measure_in(tree: Path, isa: str, images: int) -> dict[str, Any]:
