@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=20000, help="the image budget of every run")
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--finetune-lr", type=float, default=FinetuneConfig().lr)
+    parser.add_argument("--finetune-batch-size", type=int, help="default: the supernet's training batch")
     parser.add_argument(
         "--finetune-kd-ratio", type=float, default=FinetuneConfig().kd_ratio, help="0: fine-tune on the labels alone"
     )
@@ -121,6 +122,7 @@ def main() -> None:
     data, splits = data_for(supernet)
     finetune = FinetuneConfig(
         epochs=args.finetune_epochs, lr=args.finetune_lr, kd_ratio=args.finetune_kd_ratio,
+        batch_size=args.finetune_batch_size,
         train_images=args.train_images, seed=args.seed,
     )  # fmt: skip
 
@@ -155,7 +157,8 @@ def main() -> None:
     verdict = {column: "met" if mean[column] >= bar else "not met" for column, bar in BARS.items()}
     lines = [
         f"Dataset {args.dataset}, {args.train_images:,} training images, {args.epochs} epochs per run (supernet "
-        f"and standalone), fine-tune {args.finetune_epochs} epoch(s) at lr {args.finetune_lr} on the labels and "
+        f"and standalone), fine-tune {args.finetune_epochs} epoch(s) at lr {args.finetune_lr}, batch "
+        f"{finetune.batch_size or supernet_run.config.batch}, on the labels and "
         f"(weight {args.finetune_kd_ratio}) the largest subnet's outputs; trained on {trained_on}; resolution "
         f"{resolution}; top-1 on the test split in %. "
         f"Supernet recipe: sandwich{''.join(f', {k}={v}' for k, v in recipe.items()) or ' (base)'}; standalone: "
@@ -179,6 +182,7 @@ def main() -> None:
                 ("finetune_lr", args.finetune_lr, FinetuneConfig().lr),
                 ("finetune_epochs", args.finetune_epochs, 1),
                 ("finetune_kd_ratio", args.finetune_kd_ratio, FinetuneConfig().kd_ratio),
+                ("finetune_batch_size", args.finetune_batch_size, None),
             )
             if value != default
         }
