@@ -331,6 +331,8 @@ def test_the_short_budget_recipe_options(tmp_path: Path) -> None:
     for option, value in (("largest_at_top_resolution", True), ("distilled_label_weight", 1.0)):
         with pytest.raises(ValueError, match=f"{option} is a sandwich option"):
             demo_config(strategy="progressive_shrinking", **{option: value})
+    with pytest.raises(ValueError, match="zero_init_residual_bn"):
+        demo_config(zero_init_residual_bn=True, init_from={"checkpoint": "x.pth"})
 
 
 def test_the_largest_can_train_at_the_top_resolution_and_the_distilled_subnets_on_labels(tmp_path: Path) -> None:
@@ -359,5 +361,3 @@ def test_the_largest_can_train_at_the_top_resolution_and_the_distilled_subnets_o
         assert any(step[1] != 32 for step in steps), steps
     # the same first step (same weights and batch) plus the labels' cross-entropy of the two distilled subnets
     assert first_losses[0.5] > first_losses[0.0]
-    with pytest.raises(ValueError, match="zero_init_residual_bn"):
-        demo_config(zero_init_residual_bn=True, init_from={"checkpoint": "x.pth"})
