@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import statistics
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +29,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from bench.report import record
+from cli.commands.science import parse_settings
 from cli.progress import TrainingProgress
 from nas.cost import macs
 from nas.finetune_config import FinetuneConfig
@@ -76,18 +75,6 @@ def median_macs_arch(space: SearchSpace, resolution: int, seed: int) -> Arch:
     return archs[int(order[len(order) // 2])]
 
 
-def parse_recipe(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs, VALUE as JSON (true, 1, 0.5) or else a string."""
-    recipe: dict[str, Any] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            recipe[key] = json.loads(value)
-        except json.JSONDecodeError:
-            recipe[key] = value
-    return recipe
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dataset", default="fashion_mnist")
@@ -106,7 +93,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
-    recipe = parse_recipe(args.recipe)
+    recipe = parse_settings(args.recipe, {})
     shared = {k: v for k, v in recipe.items() if k not in SANDWICH_OPTIONS}
     common = {"dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "train_images": args.train_images}
 
@@ -122,7 +109,7 @@ def main() -> None:
     data, splits = data_for(supernet)
     finetune = FinetuneConfig(
         epochs=args.finetune_epochs, lr=args.finetune_lr, kd_ratio=args.finetune_kd_ratio,
-        batch_size=args.finetune_batch_size,
+        batch_size=args.finetune_batch_size or supernet_run.config.batch,
         train_images=args.train_images, seed=args.seed,
     )  # fmt: skip
 
@@ -158,7 +145,7 @@ def main() -> None:
     lines = [
         f"Dataset {args.dataset}, {args.train_images:,} training images, {args.epochs} epochs per run (supernet "
         f"and standalone), fine-tune {args.finetune_epochs} epoch(s) at lr {args.finetune_lr}, batch "
-        f"{finetune.batch_size or supernet_run.config.batch}, on the labels and "
+        f"{finetune.batch_size}, on the labels and "
         f"(weight {args.finetune_kd_ratio}) the largest subnet's outputs; trained on {trained_on}; resolution "
         f"{resolution}; top-1 on the test split in %. "
         f"Supernet recipe: sandwich{''.join(f', {k}={v}' for k, v in recipe.items()) or ' (base)'}; standalone: "

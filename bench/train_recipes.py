@@ -20,7 +20,8 @@ import statistics
 from pathlib import Path
 
 from bench.report import record
-from bench.train_fidelity import median_macs_arch, parse_recipe, seconds, train
+from bench.train_fidelity import median_macs_arch, seconds, train
+from cli.commands.science import parse_settings
 from nas.spaces import get_space
 from nas.train import TrainConfig, evaluate
 
@@ -50,7 +51,7 @@ def main() -> None:
     reference: float | None = None
     for text in args.variant:
         name, items = parse_variant(text)
-        recipe = parse_recipe(items)
+        recipe = parse_settings(items, {})
         run = train(TrainConfig(strategy="sandwich", **common, **recipe), Path(args.out), "cpu")
         space = run.supernet.space
         resolution = max(space.resolutions)
